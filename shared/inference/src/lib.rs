@@ -1,0 +1,19 @@
+//! ONNX inference for Shopmind: the ONNX Runtime environment, model manifests, the model store
+//! (local directory or S3 with a verified `/tmp` cache) and the sentence [`Encoder`].
+
+mod config;
+mod encoder;
+mod error;
+mod manifest;
+mod runtime;
+mod store;
+
+pub use config::{InferenceConfig, LazyEncoder, DEFAULT_ENCODER_DIR};
+pub use encoder::{cosine, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions};
+pub use error::{InferenceError, Result};
+pub use manifest::{
+    sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,
+    VerifiedModel, MANIFEST_FILE,
+};
+pub use runtime::{OrtRuntime, ORT_LIBRARY_FILE};
+pub use store::{BoxFuture, ModelRef, ModelStore, ObjectSource, S3Source};

@@ -1,0 +1,56 @@
+#![allow(dead_code)]
+//! Locating the fetched model and runtime for the integration tests. Missing files are a test
+//! failure with instructions, never a silent skip.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use shopmind_inference::{
+    Encoder, EncoderOptions, OrtRuntime, VerifiedModel, DEFAULT_ENCODER_DIR, ORT_LIBRARY_FILE,
+};
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("SHOPMIND_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+pub fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| models_dir().join("onnxruntime").join(ORT_LIBRARY_FILE))
+}
+
+pub fn encoder_dir() -> PathBuf {
+    let dir = models_dir().join(DEFAULT_ENCODER_DIR);
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "{} has no model: run infra/scripts/setup.sh first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn runtime() -> &'static OrtRuntime {
+    OrtRuntime::get_or_init(&ort_library())
+        .unwrap_or_else(|e| panic!("{e} (run infra/scripts/setup.sh first)"))
+}
+
+pub fn encoder(batch_size: usize) -> Arc<Encoder> {
+    let model = VerifiedModel::open(&encoder_dir()).expect("model verifies");
+    let opts = EncoderOptions {
+        intra_threads: 1,
+        batch_size,
+    };
+    Arc::new(Encoder::load(runtime(), &model, &opts).expect("encoder loads"))
+}
+
+/// Copies the fetched model into a fresh temporary directory the test may damage.
+pub fn copy_of_model() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(encoder_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    tmp
+}
