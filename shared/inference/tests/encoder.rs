@@ -1,5 +1,6 @@
 //! The encoder against an independent Python reference, and its behaviour under load and
 //! failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 mod common;
 

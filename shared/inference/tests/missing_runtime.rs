@@ -1,4 +1,5 @@
 //! Its own test binary: this process never loads ONNX Runtime, so the failure path is real.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::path::Path;
 

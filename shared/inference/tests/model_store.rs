@@ -1,6 +1,7 @@
 //! The model store's download path, through the `ObjectSource` seam with a directory-backed
 //! source that counts fetches (the S3 source itself is exercised against the AWS emulator in
 //! the workspace tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 mod common;
 

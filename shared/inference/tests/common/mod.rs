@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 //! Locating the fetched model and runtime for the integration tests. Missing files are a test
 //! failure with instructions, never a silent skip.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite with all set-up included: Python tools + models (setup.sh), the AWS
+# emulator (moto) on a free 127.0.0.1 port, then every workspace test. The emulator is stopped
+# on exit. If it cannot start, the suite fails: the AWS half is never silently skipped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash infra/scripts/setup.sh
+
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp -t shopmind-moto.XXXXXX.log)
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 $moto_pid 2>/dev/null; then
+        echo "test: the AWS emulator exited at start-up:" >&2; cat "$log" >&2; exit 1
+    fi
+    sleep 0.2
+done
+export SHOPMIND_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+echo "[test] AWS emulator on $SHOPMIND_TEST_AWS_ENDPOINT"
+
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,160 @@
+//! `shopmind`: run Shopmind on one machine with no AWS account.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use shopmind_embed_api::{EmbedLimits, EmbedState};
+use shopmind_inference::{InferenceConfig, LazyEncoder};
+
+#[derive(Debug, Parser)]
+#[command(name = "shopmind", version, about = "Shopmind, run locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every HTTP function on one local port.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SHOPMIND_ADDR")]
+        addr: SocketAddr,
+        /// Where the embedded store keeps its data.
+        #[arg(long, default_value = ".shopmind", env = "SHOPMIND_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Seed demo data into an empty data dir and print example requests.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the embeddings of TEXT... as JSON.
+    Embed {
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Inference(#[from] shopmind_inference::InferenceError),
+    #[error(transparent)]
+    EmbedApi(#[from] shopmind_embed_api::EmbedApiError),
+    #[error(transparent)]
+    Runtime(#[from] shopmind_runtime::RuntimeError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shopmind_runtime::init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let inference = InferenceConfig::from_env()?;
+    match cli.command {
+        Command::Serve {
+            addr,
+            data_dir,
+            demo,
+        } => serve(addr, data_dir, demo, inference).await,
+        Command::Embed { texts } => {
+            let encoder = LazyEncoder::new(inference).get().await?;
+            let out = tokio::task::spawn_blocking(move || {
+                encoder
+                    .embed(&texts)
+                    .map(|e| (encoder.model_id().to_owned(), texts, e))
+            })
+            .await
+            .map_err(|e| shopmind_inference::InferenceError::Run(e.to_string()))??;
+            let (model, texts, embeddings) = out;
+            let data: Vec<_> = texts
+                .iter()
+                .zip(embeddings)
+                .map(|(text, e)| {
+                    serde_json::json!({
+                        "text": text, "tokens": e.tokens, "truncated": e.truncated,
+                        "embedding": e.vector,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({ "model": model, "data": data }))?
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Every HTTP function's router, nested on one app, exactly as each runs inside Lambda.
+fn app(encoder: Arc<LazyEncoder>, limits: EmbedLimits) -> axum::Router {
+    let routes = shopmind_embed_api::router(EmbedState { encoder, limits });
+    shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
+}
+
+async fn serve(
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    demo: bool,
+    inference: InferenceConfig,
+) -> Result<(), CliError> {
+    std::fs::create_dir_all(&data_dir).map_err(|source| CliError::Io {
+        what: "could not create the data dir",
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let encoder = Arc::new(LazyEncoder::new(inference));
+    if demo {
+        // Load the model before answering, so the first demo request is fast and a missing
+        // model is reported now rather than on the first call.
+        encoder.get().await?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io {
+            what: "could not listen on",
+            path: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| CliError::Io {
+        what: "could not read the address of",
+        path: addr.to_string(),
+        source,
+    })?;
+    tracing::info!(addr = %local, data_dir = %data_dir.display(), "shopmind serving");
+    println!("shopmind listening on http://{local}");
+    if demo {
+        println!(
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n"
+        );
+    }
+    shopmind_runtime::serve_local(app(encoder, EmbedLimits::from_env()?), listener).await?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The `shopmind` binary end to end: `embed` on the command line and `serve` over real TCP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("SHOPMIND_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+fn shopmind() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopmind"));
+    cmd.env("SHOPMIND_MODELS_DIR", models_dir())
+        .env_remove("ORT_DYLIB_PATH");
+    cmd
+}
+
+#[test]
+fn embed_prints_one_unit_vector_per_text() {
+    let out = shopmind()
+        .args(["embed", "red dress", "我的订单"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "all-minilm-l6-v2-int8");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let e: Vec<f64> = data[1]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(e.len(), 384);
+    let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn a_missing_runtime_exits_non_zero_with_instructions() {
+    let out = shopmind()
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")
+        .args(["embed", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ONNX Runtime library not found") && err.contains("setup.sh"),
+        "{err}"
+    );
+}
+
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_answers_health_and_embeddings_over_tcp() {
+    let data = std::env::temp_dir().join(format!("shopmind-cli-test-{}", std::process::id()));
+    let mut child = shopmind()
+        .args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.strip_prefix("shopmind listening on http://") {
+            break rest.trim().to_owned();
+        }
+    };
+
+    let health = http(
+        &addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        health.contains("\"encoder_loaded\":true"),
+        "--demo loads the model: {health}"
+    );
+
+    let body = r#"{"texts":["linen summer dress"]}"#;
+    let resp = http(&addr, &format!(
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"dimension\":384"));
+
+    let bad = http(&addr, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{\"te");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

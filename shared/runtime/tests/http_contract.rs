@@ -1,0 +1,138 @@
+//! The error contract, exercised through a small router the way every function uses it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use shopmind_runtime::{finish_router, ApiError, Json, Query};
+use tower::ServiceExt;
+
+#[derive(Deserialize)]
+struct Greeting {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[allow(dead_code)]
+    limit: u32,
+}
+
+fn app() -> Router {
+    let router = Router::new()
+        .route(
+            "/v1/greet",
+            post(|Json(g): Json<Greeting>| async move {
+                if g.name.is_empty() {
+                    return Err(ApiError::unprocessable("name is empty"));
+                }
+                Ok(Json(serde_json::json!({ "hello": g.name })))
+            }),
+        )
+        .route(
+            "/v1/page",
+            axum::routing::get(|Query(_p): Query<Page>| async { "ok" }),
+        );
+    finish_router(router, 64)
+}
+
+async fn call(req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn code(v: &serde_json::Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<missing>")
+}
+
+#[tokio::test]
+async fn valid_request_passes() {
+    let (status, body) = call(post_json("/v1/greet", r#"{"name":"ada"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["hello"], "ada");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_with_its_position() {
+    let (status, body) = call(post_json("/v1/greet", "{\"name\": ")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "malformed_json");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("line 1 column"), "{msg}");
+}
+
+#[tokio::test]
+async fn wrong_shape_is_422() {
+    let (status, body) = call(post_json("/v1/greet", r#"{"name": 3}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(code(&body), "validation_failed");
+    let (status, _) = call(post_json("/v1/greet", r#"{"name": ""}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
+    let (status, body) = call(post_json("/v1/greet", &big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&body), "payload_too_large");
+}
+
+#[tokio::test]
+async fn missing_content_type_is_415() {
+    let req = Request::post("/v1/greet")
+        .body(Body::from(r#"{"name":"a"}"#))
+        .unwrap();
+    let (status, body) = call(req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(code(&body), "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_same_shape() {
+    let (status, body) = call(Request::get("/v1/nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&body), "not_found");
+    let (status, body) = call(Request::get("/v1/greet").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&body), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn bad_query_is_422() {
+    let (status, body) = call(
+        Request::get("/v1/page?limit=lots")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["message"].as_str().unwrap().contains("limit"));
+    let (status, _) = call(
+        Request::get("/v1/page?limit=3")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn internal_errors_do_not_leak_details() {
+    let err = ApiError::internal("connection string postgres://secret@db");
+    assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!err.message.contains("secret"));
+}
