@@ -1,0 +1,163 @@
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+
+pub type Json = serde_json::Value;
+
+/// DynamoDB's item limit is 400 KB including attribute names; keep a margin for them.
+pub const MAX_ITEM_BYTES: usize = 390 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    pub version: u64,
+    pub value: T,
+}
+
+/// One page of a listing; pass `next` back as the cursor for the following page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationMeta {
+    pub id: String,
+    /// The shopper or anonymous id that created it.
+    pub owner: String,
+    pub created_at: i64,
+    /// Unix seconds; the TTL attribute.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub seq: u64,
+    pub body: Json,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DraftKey {
+    pub product_id: String,
+    pub channel: String,
+    pub locale: String,
+}
+
+impl DraftKey {
+    pub fn new(
+        product_id: impl Into<String>,
+        channel: impl Into<String>,
+        locale: impl Into<String>,
+    ) -> Self {
+        Self {
+            product_id: product_id.into(),
+            channel: channel.into(),
+            locale: locale.into(),
+        }
+    }
+
+    /// The stored key, `product|channel|locale`.
+    pub fn encode(&self) -> Result<String> {
+        for part in [&self.product_id, &self.channel, &self.locale] {
+            check_key_part(part)?;
+            if part.contains('|') {
+                return Err(StorageError::InvalidKey(format!("{part:?} contains '|'")));
+            }
+        }
+        Ok(format!(
+            "{}|{}|{}",
+            self.product_id, self.channel, self.locale
+        ))
+    }
+
+    pub fn decode(s: &str) -> Result<Self> {
+        let mut parts = s.splitn(3, '|');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(p), Some(c), Some(l)) => Ok(Self::new(p, c, l)),
+            _ => Err(StorageError::Corrupt(format!("draft key {s:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraftRecord {
+    pub status: String,
+    /// Unix milliseconds; orders the listing by status.
+    pub updated_at: i64,
+    pub body: Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyStatus {
+    InProgress,
+    Completed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub status: IdempotencyStatus,
+    pub payload_hash: String,
+    /// Unix seconds; the TTL attribute.
+    pub expires_at: i64,
+    /// Unix milliseconds after which an in-progress claim counts as abandoned.
+    pub in_progress_until: i64,
+    pub result: Option<Json>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub payload_hash: String,
+    /// Unix milliseconds, the caller's clock.
+    pub now_ms: i64,
+    pub in_progress_until: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    Acquired,
+    Existing(IdempotencyRecord),
+}
+
+pub(crate) fn check_key_part(part: &str) -> Result<()> {
+    if part.is_empty() || part.len() > 512 || part.chars().any(char::is_control) {
+        return Err(StorageError::InvalidKey(format!(
+            "{:?} must be 1–512 bytes without control characters",
+            part.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Serialises `value`, refusing documents a DynamoDB item could not hold.
+pub(crate) fn encode_doc<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    if bytes.len() > MAX_ITEM_BYTES {
+        return Err(StorageError::TooLarge {
+            what: what.to_owned(),
+            bytes: bytes.len(),
+            limit: MAX_ITEM_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn decode_doc<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether an in-progress or expired record may be claimed again.
+pub(crate) fn claimable(rec: &IdempotencyRecord, now_ms: i64) -> bool {
+    rec.expires_at * 1000 <= now_ms
+        || (rec.status == IdempotencyStatus::InProgress && rec.in_progress_until <= now_ms)
+}
