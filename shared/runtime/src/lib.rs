@@ -1,15 +1,19 @@
 //! Shopmind's edge, shared by every function: the HTTP error contract and extractors, router
-//! finishing, the Lambda and local hosts, and logging. No domain logic lives here.
+//! finishing, the Lambda and local hosts, SQS partial batch failures, scheduled and S3
+//! events, idempotency, logs and metrics. No domain logic lives here.
 
 mod error;
+pub mod events;
 mod extract;
 mod http;
+pub mod idempotency;
+pub mod sqs;
 mod telemetry;
 
 pub use error::ApiError;
 pub use extract::{Json, Query};
 pub use http::{finish_router, run_on_lambda, serve_local, DEFAULT_BODY_LIMIT};
-pub use telemetry::init_tracing;
+pub use telemetry::{init_tracing, invocation_span, redact, take_cold_start, Metrics, Unit};
 
 /// Failures of the hosting layer itself.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +22,96 @@ pub enum RuntimeError {
     Lambda(String),
     #[error("local server: {0}")]
     Serve(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Settings every function shares, from the environment at cold start.
+///
+/// | variable | default |
+/// | --- | --- |
+/// | `SHOPMIND_METRICS_NAMESPACE` | `Shopmind` |
+/// | `SHOPMIND_DEADLINE_MARGIN_MS` | `2000`: stop starting SQS records this close to the deadline |
+/// | `SHOPMIND_IDEMPOTENCY_TTL_SECS` | `86400` |
+/// | `SHOPMIND_IDEMPOTENCY_IN_PROGRESS_SECS` | `900` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub metrics_namespace: String,
+    pub deadline_margin: std::time::Duration,
+    pub idempotency_ttl: std::time::Duration,
+    pub idempotency_in_progress: std::time::Duration,
+}
+
+impl RuntimeConfig {
+    pub fn from_env() -> Result<Self, RuntimeError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
+        let num = |name: &str, default: u64| -> Result<u64, RuntimeError> {
+            match get(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| {
+                    RuntimeError::Config(format!("{name}={v:?} is not a whole number"))
+                }),
+            }
+        };
+        Ok(Self {
+            metrics_namespace: get("SHOPMIND_METRICS_NAMESPACE")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "Shopmind".into()),
+            deadline_margin: std::time::Duration::from_millis(num(
+                "SHOPMIND_DEADLINE_MARGIN_MS",
+                2000,
+            )?),
+            idempotency_ttl: std::time::Duration::from_secs(num(
+                "SHOPMIND_IDEMPOTENCY_TTL_SECS",
+                86_400,
+            )?),
+            idempotency_in_progress: std::time::Duration::from_secs(num(
+                "SHOPMIND_IDEMPOTENCY_IN_PROGRESS_SECS",
+                900,
+            )?),
+        })
+    }
+}
+
+/// Runs an SQS-triggered function: each batch in an invocation span, partial batch failures
+/// reported, an EMF metrics line per batch.
+pub async fn run_sqs<F, Fut, E>(
+    function: &'static str,
+    config: RuntimeConfig,
+    handle: F,
+) -> Result<(), RuntimeError>
+where
+    F: Fn(aws_lambda_events::sqs::SqsMessage) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    use tracing::Instrument;
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let handle = handle.clone();
+            let config = config.clone();
+            async move {
+                let cold = take_cold_start();
+                let span = invocation_span(function, &event.context.request_id, cold);
+                let deadline = sqs::deadline_of(&event.context);
+                async move {
+                    let mut metrics = Metrics::new(&config.metrics_namespace, function);
+                    let (response, report) =
+                        sqs::process_batch(event.payload, deadline, config.deadline_margin, handle)
+                            .await;
+                    sqs::record_batch_metrics(&mut metrics, &report);
+                    metrics.emit(cold);
+                    Ok::<_, lambda_runtime::Error>(response)
+                }
+                .instrument(span)
+                .await
+            }
+        },
+    );
+    lambda_runtime::run(service)
+        .await
+        .map_err(|e| RuntimeError::Lambda(e.to_string()))
 }

@@ -6,6 +6,8 @@
 //! versions, conditions, expiry, pagination and size limits.
 
 pub mod aws;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod embedded;
 mod error;
 mod types;

@@ -1,0 +1,88 @@
+//! SQS batches with partial batch failure: each record succeeds or fails on its own, and the
+//! records still unprocessed when the Lambda deadline nears are reported as failures so SQS
+//! delivers them again (the event source mapping must enable `ReportBatchItemFailures`).
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+
+use crate::telemetry::Metrics;
+
+/// Outcome of one batch, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub succeeded: usize,
+    pub failed: Vec<String>,
+    /// Records not attempted because the deadline was near (also in `failed`).
+    pub deferred: usize,
+}
+
+/// Runs `handle` on each record in order. A record without a message id cannot be reported
+/// and so fails the whole batch (SQS then retries all of it), which is the only safe answer.
+pub async fn process_batch<F, Fut, E>(
+    event: SqsEvent,
+    deadline: SystemTime,
+    margin: Duration,
+    mut handle: F,
+) -> (SqsBatchResponse, BatchReport)
+where
+    F: FnMut(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut report = BatchReport::default();
+    let mut failures = Vec::new();
+    let total = event.records.len();
+    for (i, record) in event.records.into_iter().enumerate() {
+        let id = record.message_id.clone().unwrap_or_default();
+        if report.deferred == 0 {
+            let remaining = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            if remaining < margin {
+                report.deferred = total - i;
+                tracing::warn!(
+                    deferred = report.deferred,
+                    remaining_ms = remaining.as_millis() as u64,
+                    "deadline near: returning the rest of the batch to SQS"
+                );
+            }
+        }
+        if report.deferred > 0 {
+            failures.push(id.clone());
+            report.failed.push(id);
+            continue;
+        }
+        match handle(record).await {
+            Ok(()) => report.succeeded += 1,
+            Err(e) => {
+                tracing::warn!(message_id = %id, error = %e, "record failed");
+                failures.push(id.clone());
+                report.failed.push(id);
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|item_identifier| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = item_identifier;
+            f
+        })
+        .collect();
+    (response, report)
+}
+
+/// The Lambda deadline from the invocation context (milliseconds since the epoch).
+pub fn deadline_of(ctx: &lambda_runtime::Context) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ctx.deadline)
+}
+
+/// Records the batch outcome as metrics.
+pub fn record_batch_metrics(metrics: &mut Metrics, report: &BatchReport) {
+    metrics.count("records_succeeded", report.succeeded as f64);
+    metrics.count("records_failed", report.failed.len() as f64);
+    metrics.count("records_deferred", report.deferred as f64);
+}
