@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: where the fetched models are and how to reach the AWS
 //! emulator that `infra/scripts/test.sh` starts.
 
+pub mod fault_proxy;
+
 use std::path::{Path, PathBuf};
 
 pub fn models_dir() -> PathBuf {

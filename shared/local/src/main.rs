@@ -29,6 +29,9 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Create the DynamoDB tables and the S3 bucket where missing, in the account (or
+    /// emulator, with AWS_ENDPOINT_URL) the standard AWS configuration points at.
+    AwsInit,
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -50,6 +53,8 @@ enum CliError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Storage(#[from] shopmind_storage::StorageError),
     #[error("could not write JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -84,6 +89,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             data_dir,
             demo,
         } => serve(addr, data_dir, demo, inference).await,
+        Command::AwsInit => {
+            let conf = shopmind_storage::aws::sdk_config().await;
+            let store = shopmind_storage::aws::AwsStore::from_sdk_config(
+                &conf,
+                shopmind_storage::aws::AwsNames::from_env(),
+            );
+            let created = store.ensure_resources().await?;
+            if created.is_empty() {
+                println!("all tables and the bucket already exist");
+            }
+            for name in created {
+                println!("created {name}");
+            }
+            Ok(())
+        }
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
@@ -130,6 +150,9 @@ async fn serve(
         path: data_dir.display().to_string(),
         source,
     })?;
+    // The embedded store: later functions keep their state here; opening it now checks the
+    // data dir is usable before the server says it is up.
+    let _store = shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?;
     let encoder = Arc::new(LazyEncoder::new(inference));
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing

@@ -115,3 +115,39 @@ fn serve_answers_health_and_embeddings_over_tcp() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn aws_init_creates_tables_once_against_the_emulator() {
+    let endpoint = std::env::var("SHOPMIND_TEST_AWS_ENDPOINT").expect(
+        "SHOPMIND_TEST_AWS_ENDPOINT: run infra/scripts/test.sh, which starts the AWS emulator",
+    );
+    let prefix = format!("cli{}-", std::process::id());
+    let run = || {
+        shopmind()
+            .arg("aws-init")
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("SHOPMIND_TABLE_PREFIX", &prefix)
+            .env("SHOPMIND_BUCKET", format!("{prefix}bucket"))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = String::from_utf8_lossy(&first.stdout);
+    for table in ["profiles", "conversations", "drafts", "idempotency"] {
+        assert!(out.contains(&format!("created {prefix}{table}")), "{out}");
+    }
+    assert!(
+        out.contains(&format!("created s3://{prefix}bucket")),
+        "{out}"
+    );
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already exist"));
+}
