@@ -1,9 +1,12 @@
 //! Wrapping a function's router for either host: Lambda (through `lambda_http`) or the local
 //! `shopmind serve`. Both run the same `Router`.
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::RuntimeError;
@@ -26,11 +29,59 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
-/// Serves `router` as a Lambda function behind API Gateway (HTTP API).
-pub async fn run_on_lambda(router: Router) -> Result<(), RuntimeError> {
-    lambda_http::run(router)
+/// Serves `router` as a Lambda function behind API Gateway (HTTP API). Each request runs in an
+/// invocation span (request id, function, cold start) and emits one EMF metrics line.
+pub async fn run_on_lambda(
+    function: &'static str,
+    config: &crate::RuntimeConfig,
+    router: Router,
+) -> Result<(), RuntimeError> {
+    let observed = observe(function, &config.metrics_namespace, router);
+    lambda_http::run(observed)
         .await
         .map_err(|e| RuntimeError::Lambda(e.to_string()))
+}
+
+#[derive(Debug, Clone)]
+struct Observe {
+    function: &'static str,
+    namespace: Arc<str>,
+}
+
+/// Adds the per-request span and metrics line; the request id comes from the Lambda context
+/// that `lambda_http` puts in the request's extensions.
+pub fn observe(function: &'static str, namespace: &str, router: Router) -> Router {
+    let state = Observe {
+        function,
+        namespace: Arc::from(namespace),
+    };
+    router.layer(axum::middleware::from_fn_with_state(state, observe_request))
+}
+
+async fn observe_request(
+    axum::extract::State(o): axum::extract::State<Observe>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let request_id = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let cold = crate::telemetry::take_cold_start();
+    let span = crate::telemetry::invocation_span(o.function, &request_id, cold);
+    let mut metrics = crate::telemetry::Metrics::new(&o.namespace, o.function);
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    metrics.count("http_4xx", f64::from(u8::from(status.is_client_error())));
+    metrics.count("http_5xx", f64::from(u8::from(status.is_server_error())));
+    span.in_scope(|| tracing::info!(route, status = status.as_u16(), "request done"));
+    metrics.emit(cold);
+    response
 }
 
 /// Serves `router` on a local TCP address until Ctrl-C.

@@ -12,7 +12,7 @@ mod telemetry;
 
 pub use error::ApiError;
 pub use extract::{Json, Query};
-pub use http::{finish_router, run_on_lambda, serve_local, DEFAULT_BODY_LIMIT};
+pub use http::{finish_router, observe, run_on_lambda, serve_local, DEFAULT_BODY_LIMIT};
 pub use telemetry::{init_tracing, invocation_span, redact, take_cold_start, Metrics, Unit};
 
 /// Failures of the hosting layer itself.

@@ -136,3 +136,17 @@ async fn internal_errors_do_not_leak_details() {
     assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!err.message.contains("secret"));
 }
+
+#[tokio::test]
+async fn the_lambda_observer_passes_requests_through() {
+    let observed = shopmind_runtime::observe("test-fn", "Shopmind", app());
+    let mut req = post_json("/v1/greet", r#"{"name":"ada"}"#);
+    req.extensions_mut().insert(lambda_http::Context::default());
+    let resp = observed.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], br#"{"hello":"ada"}"#);
+    // Errors keep their contract shape through the observer.
+    let resp = observed.oneshot(post_json("/v1/greet", "{")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
