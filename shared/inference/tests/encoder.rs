@@ -5,9 +5,7 @@
 mod common;
 
 use serde::Deserialize;
-use shopmind_inference::{
-    cosine, sha256_file, Encoder, EncoderOptions, InferenceError, Manifest, VerifiedModel,
-};
+use shopmind_inference::{cosine, Encoder, EncoderOptions, InferenceError, VerifiedModel};
 
 #[derive(Deserialize)]
 struct Reference {
@@ -164,21 +162,7 @@ fn checksum_mismatch_is_its_own_error() {
 #[test]
 fn corrupt_model_is_its_own_error() {
     let dir = common::copy_of_model();
-    let model = dir.path().join("model.onnx");
-    std::fs::write(&model, b"this is not an ONNX protobuf").unwrap();
-    // Re-sign the manifest so the corruption gets past verification to ONNX Runtime.
-    let mut manifest = Manifest::read(dir.path()).unwrap();
-    let sha = sha256_file(&model).unwrap();
-    manifest
-        .files
-        .iter_mut()
-        .filter(|f| f.path == "model.onnx")
-        .for_each(|f| f.sha256 = sha.clone());
-    std::fs::write(
-        dir.path().join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
+    common::replace_and_resign(dir.path(), "model.onnx", b"this is not an ONNX protobuf");
     let verified = VerifiedModel::open(dir.path()).unwrap();
     let err = Encoder::load(common::runtime(), &verified, &EncoderOptions::default()).unwrap_err();
     assert!(matches!(err, InferenceError::ModelLoad { .. }), "{err}");
@@ -187,20 +171,7 @@ fn corrupt_model_is_its_own_error() {
 #[test]
 fn a_broken_tokenizer_is_its_own_error() {
     let dir = common::copy_of_model();
-    let tok = dir.path().join("tokenizer.json");
-    std::fs::write(&tok, b"{not json").unwrap();
-    let mut manifest = Manifest::read(dir.path()).unwrap();
-    let sha = sha256_file(&tok).unwrap();
-    manifest
-        .files
-        .iter_mut()
-        .filter(|f| f.path == "tokenizer.json")
-        .for_each(|f| f.sha256 = sha.clone());
-    std::fs::write(
-        dir.path().join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
+    common::replace_and_resign(dir.path(), "tokenizer.json", b"{not json");
     let verified = VerifiedModel::open(dir.path()).unwrap();
     let err = Encoder::load(common::runtime(), &verified, &EncoderOptions::default()).unwrap_err();
     assert!(matches!(err, InferenceError::TokenizerLoad { .. }), "{err}");

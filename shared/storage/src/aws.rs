@@ -282,6 +282,21 @@ impl AwsStore {
         Ok(())
     }
 
+    /// Deletes the items with these keys, in batches.
+    async fn delete_keys(&self, table: &str, keys: Vec<Item>) -> Result<()> {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map_err(build_err)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(table, requests).await
+    }
+
     async fn get_item(
         &self,
         table: &str,
@@ -330,6 +345,27 @@ impl AwsStore {
                     Err(backend("PutItem", &e))
                 }
             }
+        }
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every item of a paginated Query or Scan; `page` sends one request from a start key and
+/// returns its items and the next start key.
+async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>>
+where
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>)>>,
+{
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let (mut got, next) = page(start).await?;
+        items.append(&mut got);
+        match next {
+            Some(key) => start = Some(key),
+            None => return Ok(items),
         }
     }
 }
@@ -616,10 +652,8 @@ impl ConversationStore for AwsStore {
 
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize> {
         check_key_part(owner)?;
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
+        let headers = all_pages(|start| {
+            let query = self
                 .ddb
                 .query()
                 .table_name(&self.names.conversations)
@@ -627,56 +661,33 @@ impl ConversationStore for AwsStore {
                 .key_condition_expression("#o = :o")
                 .expression_attribute_names("#o", "owner")
                 .expression_attribute_values(":o", s(owner))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(be("Query"))?;
-            for item in out.items() {
-                ids.push(get_s(item, "conversation_id")?.to_owned());
+                .set_exclusive_start_key(start);
+            async move {
+                let out = query.send().await.map_err(be("Query"))?;
+                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
             }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        for id in &ids {
-            let mut keys = Vec::new();
-            let mut start = None;
-            loop {
-                let out = self
+        })
+        .await?;
+        for header in &headers {
+            let id = get_s(header, "conversation_id")?;
+            let keys = all_pages(|start| {
+                let query = self
                     .ddb
                     .query()
                     .table_name(&self.names.conversations)
                     .key_condition_expression("conversation_id = :id")
                     .expression_attribute_values(":id", s(id))
                     .projection_expression("conversation_id, seq")
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(be("Query"))?;
-                keys.extend(out.items().iter().cloned());
-                start = out.last_evaluated_key().cloned();
-                if start.is_none() {
-                    break;
+                    .set_exclusive_start_key(start);
+                async move {
+                    let out = query.send().await.map_err(be("Query"))?;
+                    Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
                 }
-            }
-            let requests = keys
-                .into_iter()
-                .map(|k| {
-                    Ok(WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(k))
-                                .build()
-                                .map_err(build_err)?,
-                        )
-                        .build())
-                })
-                .collect::<Result<Vec<_>>>()?;
-            self.batch_write(&self.names.conversations, requests)
-                .await?;
+            })
+            .await?;
+            self.delete_keys(&self.names.conversations, keys).await?;
         }
-        Ok(ids.len())
+        Ok(headers.len())
     }
 }
 
@@ -958,41 +969,23 @@ impl IdempotencyStore for AwsStore {
     async fn delete_idempotency_prefix(&self, prefix: &str) -> Result<usize> {
         check_key_part(prefix)?;
         // A scan: right-to-be-forgotten requests are rare, and keys are not partitioned by user.
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
+        let keys = all_pages(|start| {
+            let scan = self
                 .ddb
                 .scan()
                 .table_name(&self.names.idempotency)
                 .filter_expression("begins_with(idempotency_key, :p)")
                 .expression_attribute_values(":p", s(prefix))
                 .projection_expression("idempotency_key")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(be("Scan"))?;
-            keys.extend(out.items().iter().cloned());
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
+                .set_exclusive_start_key(start);
+            async move {
+                let out = scan.send().await.map_err(be("Scan"))?;
+                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
             }
-        }
+        })
+        .await?;
         let n = keys.len();
-        let requests = keys
-            .into_iter()
-            .map(|k| {
-                Ok(WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(k))
-                            .build()
-                            .map_err(build_err)?,
-                    )
-                    .build())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.batch_write(&self.names.idempotency, requests).await?;
+        self.delete_keys(&self.names.idempotency, keys).await?;
         Ok(n)
     }
 }

@@ -21,26 +21,35 @@ fn now() -> i64 {
 
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-macro_rules! checks {
+/// Calls `$m!(check, check, …)` with the name of every check, so test files can generate one
+/// test per check and backend without repeating the list.
+#[macro_export]
+macro_rules! for_each_conformance_check {
+    ($m:ident) => {
+        $m!(
+            profiles_optimistic_concurrency,
+            concurrent_profile_updates_lose_nothing,
+            conversations_and_turns,
+            conversation_pages_beyond_one_dynamodb_page,
+            expired_items_are_not_served,
+            drafts_listed_by_status_across_pages,
+            batch_writes_land_every_item,
+            idempotency_records,
+            items_near_the_dynamodb_limit,
+            blobs,
+            forgetting_a_shopper,
+        );
+    };
+}
+
+macro_rules! all_checks {
     ($($name:ident),* $(,)?) => {
         /// Every check, by name.
         pub const ALL: &[(&str, Check)] = &[$((stringify!($name), |s| Box::pin($name(s)))),*];
     };
 }
 
-checks!(
-    profiles_optimistic_concurrency,
-    concurrent_profile_updates_lose_nothing,
-    conversations_and_turns,
-    conversation_pages_beyond_one_dynamodb_page,
-    expired_items_are_not_served,
-    drafts_listed_by_status_across_pages,
-    batch_writes_land_every_item,
-    idempotency_records,
-    items_near_the_dynamodb_limit,
-    blobs,
-    forgetting_a_shopper,
-);
+for_each_conformance_check!(all_checks);
 
 pub async fn profiles_optimistic_concurrency(s: Arc<dyn Store>) {
     assert_eq!(s.get_profile("u1").await.unwrap(), None);

@@ -63,19 +63,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(
-    profiles_optimistic_concurrency,
-    concurrent_profile_updates_lose_nothing,
-    conversations_and_turns,
-    conversation_pages_beyond_one_dynamodb_page,
-    expired_items_are_not_served,
-    drafts_listed_by_status_across_pages,
-    batch_writes_land_every_item,
-    idempotency_records,
-    items_near_the_dynamodb_limit,
-    blobs,
-    forgetting_a_shopper,
-);
+shopmind_storage::for_each_conformance_check!(conformance);
 
 #[tokio::test]
 async fn embedded_store_survives_a_reopen() {

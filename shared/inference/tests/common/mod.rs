@@ -55,3 +55,23 @@ pub fn copy_of_model() -> tempfile::TempDir {
     }
     tmp
 }
+
+/// Replaces `file` in a copied model with `bytes` and re-signs the manifest, so the damage gets
+/// past checksum verification to the loader.
+pub fn replace_and_resign(dir: &Path, file: &str, bytes: &[u8]) {
+    use shopmind_inference::{sha256_file, Manifest};
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).unwrap();
+    let mut manifest = Manifest::read(dir).unwrap();
+    let sha = sha256_file(&path).unwrap();
+    manifest
+        .files
+        .iter_mut()
+        .filter(|f| f.path == file)
+        .for_each(|f| f.sha256 = sha.clone());
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+}
