@@ -19,6 +19,40 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// A fresh AWS store (its own tables and bucket) on the emulator at
+/// `SHOPMIND_TEST_AWS_ENDPOINT`; without it, a failure that says how to start the emulator.
+pub async fn emulator_store() -> crate::aws::AwsStore {
+    let endpoint = std::env::var("SHOPMIND_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SHOPMIND_TEST_AWS_ENDPOINT is not set: run infra/scripts/test.sh, which starts the AWS emulator")
+    });
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let unique = format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let store = crate::aws::AwsStore::from_sdk_config(
+        &conf,
+        crate::aws::AwsNames::new(&format!("{unique}-"), &format!("bucket-{unique}")),
+    );
+    let created = store.ensure_resources().await.unwrap();
+    assert_eq!(created.len(), 5, "four tables and the bucket: {created:?}");
+    assert!(
+        store.ensure_resources().await.unwrap().is_empty(),
+        "idempotent"
+    );
+    store
+}
+
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Calls `$m!(check, check, …)` with the name of every check, so test files can generate one

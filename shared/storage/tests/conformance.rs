@@ -4,41 +4,8 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use shopmind_storage::aws::{AwsNames, AwsStore};
 use shopmind_storage::embedded::EmbeddedStore;
 use shopmind_storage::*;
-
-pub async fn aws_store() -> AwsStore {
-    let endpoint = std::env::var("SHOPMIND_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("SHOPMIND_TEST_AWS_ENDPOINT is not set: run infra/scripts/test.sh, which starts the AWS emulator")
-    });
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let unique = format!(
-        "t{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let store = AwsStore::from_sdk_config(
-        &conf,
-        AwsNames::new(&format!("{unique}-"), &format!("bucket-{unique}")),
-    );
-    let created = store.ensure_resources().await.unwrap();
-    assert_eq!(created.len(), 5, "four tables and the bucket: {created:?}");
-    assert!(
-        store.ensure_resources().await.unwrap().is_empty(),
-        "idempotent"
-    );
-    store
-}
 
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -56,7 +23,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $check() {
-                    shopmind_storage::conformance::$check(std::sync::Arc::new(super::aws_store().await)).await;
+                    shopmind_storage::conformance::$check(std::sync::Arc::new(shopmind_storage::conformance::emulator_store().await)).await;
                 }
             )*
         }
