@@ -9,23 +9,24 @@ use profile_updater::{is_sqs, Handler};
 use serde_json::json;
 use shopmind_profiles::{Profile, ProfileUpdater, UpdaterConfig};
 use shopmind_storage::embedded::EmbeddedStore;
-use shopmind_storage::{BlobStore, ProfileStore};
+use shopmind_storage::Store;
 
-fn handler(dir: &std::path::Path) -> (Handler, Arc<EmbeddedStore>) {
-    let store = Arc::new(EmbeddedStore::open(dir).unwrap());
+fn handler(dir: &std::path::Path) -> (Handler, Arc<dyn Store>) {
+    handler_on(Arc::new(EmbeddedStore::open(dir).unwrap()))
+}
+
+fn handler_on(store: Arc<dyn Store>) -> (Handler, Arc<dyn Store>) {
     let updater = ProfileUpdater::new(
         store.clone(),
         store.clone(),
         store.clone(),
         UpdaterConfig::default(),
     );
-    (
-        Handler {
-            updater: Arc::new(updater),
-            deadline_margin: Duration::from_secs(1),
-        },
-        store,
-    )
+    let handler = Handler {
+        updater: Arc::new(updater),
+        deadline_margin: Duration::from_secs(1),
+    };
+    (handler, store)
 }
 
 fn now_rfc3339() -> String {
@@ -57,7 +58,19 @@ fn deadline() -> SystemTime {
 #[tokio::test]
 async fn one_poison_record_in_ten_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let (h, store) = handler(dir.path());
+    poison_in_ten(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn one_poison_record_in_ten_fails_alone_on_the_emulator() {
+    poison_in_ten(Arc::new(
+        shopmind_storage::conformance::emulator_store().await,
+    ))
+    .await;
+}
+
+async fn poison_in_ten(store: Arc<dyn Store>) {
+    let (h, store) = handler_on(store);
     let ts = now_rfc3339();
     let mut bodies: Vec<String> = (0..10)
         .map(|i| json!({"event_id": format!("e{i}"), "user_id": "u1", "type": "view", "item_id": format!("sku-{i}"), "timestamp": ts}).to_string())

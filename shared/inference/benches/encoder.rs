@@ -15,6 +15,13 @@ use shopmind_inference::{
 };
 
 const SENTENCES: usize = 2000;
+/// Under `cargo test` (no `--bench` argument) the bench runs a small smoke pass so CI keeps it
+/// working without spending minutes on it.
+const SMOKE_SENTENCES: usize = 96;
+
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 const BATCH: usize = 32;
 
 fn root() -> PathBuf {
@@ -78,7 +85,12 @@ fn sentences() -> Vec<String> {
             .wrapping_add(1442695040888963407);
         ((state >> 33) as usize) % n
     };
-    (0..SENTENCES)
+    let n = if full_run() {
+        SENTENCES
+    } else {
+        SMOKE_SENTENCES
+    };
+    (0..n)
         .map(|_| {
             let title = format!(
                 "{} {} {}",
