@@ -598,10 +598,7 @@ impl ConversationStore for AwsStore {
 
     async fn list_turns(&self, id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Turn>> {
         check_key_part(id)?;
-        let after = match cursor {
-            Some(c) => c.parse::<u64>().map_err(|_| StorageError::InvalidCursor)?,
-            None => 0,
-        };
+        let after = parse_turn_cursor(cursor)?;
         let limit = limit.max(1);
         let now = now_secs();
         let mut items = Vec::new();
@@ -695,10 +692,7 @@ fn draft_item(key: &str, draft: &DraftRecord) -> Result<HashMap<String, Attribut
     Ok(HashMap::from([
         ("draft_key".to_owned(), s(key)),
         ("status".to_owned(), s(&draft.status)),
-        (
-            "status_sort".to_owned(),
-            s(format!("{:020}|{key}", draft.updated_at.max(0))),
-        ),
+        ("status_sort".to_owned(), s(draft_sort_key(draft, key))),
         ("body".to_owned(), s(body_string("draft", draft)?)),
     ]))
 }
@@ -767,13 +761,7 @@ impl DraftStore for AwsStore {
         limit: usize,
     ) -> Result<Page<(DraftKey, Versioned<DraftRecord>)>> {
         check_key_part(status)?;
-        let after = match cursor {
-            Some(c) => c
-                .strip_prefix("e:")
-                .ok_or(StorageError::InvalidCursor)?
-                .to_owned(),
-            None => String::new(),
-        };
+        let after = parse_draft_cursor(cursor)?.unwrap_or_default();
         let limit = limit.max(1);
         let mut items = Vec::new();
         let mut last = None;
@@ -817,7 +805,7 @@ impl DraftStore for AwsStore {
         Ok(Page {
             items,
             next: if more {
-                last.map(|l| format!("e:{l}"))
+                last.as_deref().map(draft_cursor)
             } else {
                 None
             },

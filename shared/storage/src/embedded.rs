@@ -144,10 +144,6 @@ fn wrap_version(version: u64, doc: &[u8]) -> Vec<u8> {
     out
 }
 
-fn status_index_key(draft: &DraftRecord, key: &str) -> String {
-    format!("{:020}|{key}", draft.updated_at.max(0))
-}
-
 #[async_trait]
 impl ProfileStore for EmbeddedStore {
     async fn get_profile(&self, user_id: &str) -> Result<Option<Versioned<Json>>> {
@@ -267,10 +263,7 @@ impl ConversationStore for EmbeddedStore {
 
     async fn list_turns(&self, id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Turn>> {
         check_key_part(id)?;
-        let after = match cursor {
-            Some(c) => c.parse::<u64>().map_err(|_| StorageError::InvalidCursor)?,
-            None => 0,
-        };
+        let after = parse_turn_cursor(cursor)?;
         let (id, limit) = (id.to_owned(), limit.max(1));
         self.blocking(move |db| {
             let txn = redb_try!("read", db.begin_read());
@@ -353,13 +346,13 @@ fn reindex_draft(
     let mut index = redb_try!("write", txn.open_table(DRAFTS_BY_STATUS));
     if let Some(old) = old {
         let old: Versioned<DraftRecord> = decode_doc("draft", old)?;
-        let old_key = status_index_key(&old.value, key);
+        let old_key = draft_sort_key(&old.value, key);
         redb_try!(
             "write",
             index.remove((old.value.status.as_str(), old_key.as_str()))
         );
     }
-    let new_key = status_index_key(new, key);
+    let new_key = draft_sort_key(new, key);
     redb_try!(
         "write",
         index.insert((new.status.as_str(), new_key.as_str()), ())
@@ -432,14 +425,7 @@ impl DraftStore for EmbeddedStore {
         limit: usize,
     ) -> Result<Page<(DraftKey, Versioned<DraftRecord>)>> {
         check_key_part(status)?;
-        let after = match cursor {
-            Some(c) => Some(
-                c.strip_prefix("e:")
-                    .ok_or(StorageError::InvalidCursor)?
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let after = parse_draft_cursor(cursor)?;
         let (status, limit) = (status.to_owned(), limit.max(1));
         self.blocking(move |db| {
             let txn = redb_try!("read", db.begin_read());
@@ -476,7 +462,7 @@ impl DraftStore for EmbeddedStore {
             Ok(Page {
                 items,
                 next: if more {
-                    last.map(|l| format!("e:{l}"))
+                    last.as_deref().map(draft_cursor)
                 } else {
                     None
                 },

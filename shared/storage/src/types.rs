@@ -161,3 +161,30 @@ pub(crate) fn claimable(rec: &IdempotencyRecord, now_ms: i64) -> bool {
     rec.expires_at * 1000 <= now_ms
         || (rec.status == IdempotencyStatus::InProgress && rec.in_progress_until <= now_ms)
 }
+
+/// Where a listing by status sorts a draft: zero-padded `updated_at`, then the key. Both
+/// backends index drafts by exactly this string, so their cursors mean the same thing.
+pub(crate) fn draft_sort_key(draft: &DraftRecord, key: &str) -> String {
+    format!("{:020}|{key}", draft.updated_at.max(0))
+}
+
+/// Cursors are opaque to callers: `e:<sort key>` for drafts, the last `seq` for turns.
+pub(crate) fn draft_cursor(sort_key: &str) -> String {
+    format!("e:{sort_key}")
+}
+
+pub(crate) fn parse_draft_cursor(cursor: Option<&str>) -> Result<Option<String>> {
+    cursor
+        .map(|c| {
+            c.strip_prefix("e:")
+                .map(str::to_owned)
+                .ok_or(StorageError::InvalidCursor)
+        })
+        .transpose()
+}
+
+pub(crate) fn parse_turn_cursor(cursor: Option<&str>) -> Result<u64> {
+    cursor.map_or(Ok(0), |c| {
+        c.parse().map_err(|_| StorageError::InvalidCursor)
+    })
+}
