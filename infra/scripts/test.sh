@@ -24,6 +24,9 @@ export SHOPMIND_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 echo "[test] AWS emulator on $SHOPMIND_TEST_AWS_ENDPOINT"
 
+# The deployment template: cfn-lint, references, and tables equal to what the code creates.
+.venv/bin/python infra/scripts/check_template.py --endpoint "$SHOPMIND_TEST_AWS_ENDPOINT"
+
 # With arguments, they replace the default selection (e.g. `-p shopmind-e2e --test reliability`).
 if [ $# -gt 0 ]; then
     cargo test "$@"

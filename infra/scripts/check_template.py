@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Checks infra/template.yaml beyond what cfn-lint sees.
+
+1. cfn-lint (pinned in requirements.txt) must pass.
+2. Every Ref / GetAtt / ${Sub} in function environments names a real resource or parameter
+   (cfn-lint's blind spot: a dangling !Ref inside environment variables goes unreported).
+3. The template's DynamoDB tables equal what the code creates: `shopmind aws-init` runs against
+   the AWS emulator and every table's keys, attribute types, indexes, projections, TTL and
+   billing mode are compared with the template's.
+
+    .venv/bin/python infra/scripts/check_template.py --endpoint http://127.0.0.1:PORT
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+PSEUDO = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName", "AWS::NoValue", "AWS::URLSuffix"}
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"FAIL {msg}")
+
+
+def refs(node):
+    """Names referenced by Ref, Fn::GetAtt and Fn::Sub inside node."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref" and isinstance(v, str):
+                yield v
+            elif k == "Fn::GetAtt":
+                yield (v[0] if isinstance(v, list) else v.split(".")[0])
+            elif k == "Fn::Sub":
+                text = v if isinstance(v, str) else v[0]
+                for name in re.findall(r"\$\{([^}!]+)\}", text):
+                    yield name.split(".")[0]
+                if isinstance(v, list):
+                    yield from refs(v[1])
+            else:
+                yield from refs(v)
+    elif isinstance(node, list):
+        for x in node:
+            yield from refs(x)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", default=os.environ.get("SHOPMIND_TEST_AWS_ENDPOINT"))
+    args = ap.parse_args()
+    if not args.endpoint:
+        sys.exit("check_template: no emulator endpoint (run through infra/scripts/test.sh)")
+
+    lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True)
+    if lint.returncode != 0:
+        fail(f"cfn-lint:\n{lint.stdout}{lint.stderr}")
+
+    template, matches = decode(str(TEMPLATE))
+    if matches:
+        sys.exit(f"check_template: cannot parse the template: {matches}")
+    resources = template["Resources"]
+    known = set(resources) | set(template.get("Parameters", {})) | PSEUDO
+    envs = [("Globals", template.get("Globals", {}).get("Function", {}).get("Environment", {}))]
+    envs += [(n, r["Properties"].get("Environment", {})) for n, r in resources.items()
+             if r["Type"] == "AWS::Serverless::Function"]
+    checked = 0
+    for owner, env in envs:
+        for name in refs(env):
+            checked += 1
+            if name not in known:
+                fail(f"{owner}: environment refers to {name}, which is neither a resource nor a parameter")
+
+    # The code's tables, created in the emulator by the real binary.
+    prefix = "tplcheck-"
+    env = dict(os.environ, AWS_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION="us-east-1", SHOPMIND_TABLE_PREFIX=prefix, SHOPMIND_BUCKET="tplcheck-bucket")
+    subprocess.run(["cargo", "run", "--quiet", "-p", "shopmind-local", "--bin", "shopmind", "--", "aws-init"],
+                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    ddb = boto3.client("dynamodb", endpoint_url=args.endpoint, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    tables = {n: r for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    for logical, res in tables.items():
+        p = res["Properties"]
+        suffix = p["TableName"]["Fn::Sub"].replace("${TablePrefix}", "")
+        try:
+            live = ddb.describe_table(TableName=prefix + suffix)["Table"]
+        except ddb.exceptions.ResourceNotFoundException:
+            fail(f"{logical}: the code creates no table {suffix!r}")
+            continue
+        def keys(ks):
+            return sorted((k["AttributeName"], k["KeyType"]) for k in ks)
+        checks = {
+            "key schema": (keys(p["KeySchema"]), keys(live["KeySchema"])),
+            "attribute types": (sorted((a["AttributeName"], a["AttributeType"]) for a in p["AttributeDefinitions"]),
+                                sorted((a["AttributeName"], a["AttributeType"]) for a in live["AttributeDefinitions"])),
+            "indexes": (sorted((g["IndexName"], tuple(keys(g["KeySchema"])), g["Projection"]["ProjectionType"])
+                               for g in p.get("GlobalSecondaryIndexes", [])),
+                        sorted((g["IndexName"], tuple(keys(g["KeySchema"])), g["Projection"]["ProjectionType"])
+                               for g in live.get("GlobalSecondaryIndexes", []))),
+            "billing": (p.get("BillingMode"), live.get("BillingModeSummary", {}).get("BillingMode")),
+        }
+        ttl = ddb.describe_time_to_live(TableName=prefix + suffix)["TimeToLiveDescription"]
+        checks["ttl"] = (p.get("TimeToLiveSpecification", {}).get("AttributeName"),
+                         ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None)
+        for what, (declared, created) in checks.items():
+            checked += 1
+            if declared != created:
+                fail(f"{logical} {what}: template {declared} != code {created}")
+    all_tables = [t for page in ddb.get_paginator("list_tables").paginate() for t in page["TableNames"]]
+    live_names = {t[len(prefix):] for t in all_tables if t.startswith(prefix)}
+    declared_names = {r["Properties"]["TableName"]["Fn::Sub"].replace("${TablePrefix}", "") for r in tables.values()}
+    checked += 1
+    if live_names != declared_names:
+        fail(f"tables: template declares {sorted(declared_names)}, code creates {sorted(live_names)}")
+
+    if failures:
+        sys.exit(f"\ncheck_template: {len(failures)} of {checked} checks failed")
+    print(f"check_template: cfn-lint clean; {checked} checks passed")
+
+
+if __name__ == "__main__":
+    main()
