@@ -48,6 +48,8 @@ impl OrtRuntime {
             path: library.to_owned(),
             reason,
         };
+        // Absolute, so ort does not look for a relative path beside the executable first.
+        let library = &std::fs::canonicalize(library).map_err(|e| load_err(e.to_string()))?;
         let env = ort::init_from(library)
             .map_err(|e| load_err(e.to_string()))?
             .with_name("shopmind")
