@@ -7,10 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use shopmind_storage::{
-    BlobStore, ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore, ProfileStore,
-    StorageError,
-};
+use shopmind_storage::idempotency::{Idempotency, IdempotencyError, Outcome};
+use shopmind_storage::{BlobStore, IdempotencyStore, ProfileStore, StorageError};
 
 use crate::config::UpdaterConfig;
 use crate::error::ProfileError;
@@ -30,8 +28,8 @@ pub trait ItemVectors: Send + Sync + std::fmt::Debug {
     async fn item_vector(&self, item_id: &str) -> Result<Option<Vec<f32>>, ProfileError>;
 }
 
-/// What happened to one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happened to one event (stored as the idempotency record's result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     Applied,
     /// Seen before (a redelivery or a retry): nothing changed.
@@ -43,7 +41,7 @@ pub enum Applied {
 #[derive(Debug, Clone)]
 pub struct ProfileUpdater {
     profiles: Arc<dyn ProfileStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
+    idempotency: Idempotency,
     blobs: Arc<dyn BlobStore>,
     config: UpdaterConfig,
     queries: Option<Arc<dyn QueryEmbedder>>,
@@ -68,6 +66,12 @@ impl ProfileUpdater {
         blobs: Arc<dyn BlobStore>,
         config: UpdaterConfig,
     ) -> Self {
+        // Records live as long as events are accepted; a claim outlives any one invocation.
+        let idempotency = Idempotency::new(idempotency)
+            .with_ttl(Duration::from_secs(
+                config.retention_days.max(1) as u64 * 86_400,
+            ))
+            .with_in_progress_timeout(Duration::from_secs(120));
         Self {
             profiles,
             idempotency,
@@ -104,43 +108,32 @@ impl ProfileUpdater {
         Ok(now - ev.at <= self.config.retention_days * 86_400)
     }
 
-    /// Applies one event at most once.
+    /// Applies one event at most once: the idempotency utility keys it by profile and event
+    /// id (a reused id with a different body is refused), and the applied ids inside the
+    /// profile cover a crash between the profile write and the record's completion.
     pub async fn apply(&self, ev: &ValidEvent) -> Result<Applied, ProfileError> {
         if !self.check_time(ev, now_secs())? {
             return Ok(Applied::TooOld);
         }
         let key = idempotency_key(&ev.profile_id, &ev.event.event_id);
-        let payload_hash = hex::encode(Sha256::digest(
-            serde_json::to_vec(&ev.event).unwrap_or_default(),
-        ));
-        let now_ms = now_secs() * 1000;
-        let claim = IdempotencyClaim {
-            key: key.clone(),
-            payload_hash,
-            now_ms,
-            in_progress_until: now_ms + 60_000,
-            expires_at: now_secs() + self.config.retention_days * 86_400,
-        };
-        match self.idempotency.claim(&claim).await? {
-            ClaimOutcome::Existing(rec) if rec.status == IdempotencyStatus::Completed => {
-                return Ok(Applied::Duplicate)
-            }
-            ClaimOutcome::Existing(_) => return Err(ProfileError::InProgress),
-            ClaimOutcome::Acquired => {}
-        }
-        let result = self.apply_claimed(ev).await;
-        match &result {
-            Ok(outcome) => {
-                let done = serde_json::json!({ "outcome": format!("{outcome:?}") });
-                self.idempotency
-                    .complete(&key, &done, claim.expires_at)
-                    .await?;
-            }
-            Err(_) => {
-                let _ = self.idempotency.release(&key).await;
+        match self
+            .idempotency
+            .run(&key, &ev.event, || self.apply_claimed(ev))
+            .await
+        {
+            Ok(Outcome { replayed: true, .. }) => Ok(Applied::Duplicate),
+            Ok(Outcome { value, .. }) => Ok(value),
+            Err(IdempotencyError::Handler(e)) => Err(e),
+            Err(IdempotencyError::InProgress) => Err(ProfileError::InProgress),
+            Err(IdempotencyError::PayloadMismatch(_)) => Err(ProfileError::InvalidEvent(format!(
+                "event_id {} was used before for a different event",
+                ev.event.event_id
+            ))),
+            Err(IdempotencyError::Store(e)) => Err(e.into()),
+            Err(e @ (IdempotencyError::MissingKey(_) | IdempotencyError::BadStoredResult(_))) => {
+                Err(ProfileError::Corrupt(e.to_string()))
             }
         }
-        result
     }
 
     async fn vector_for(&self, ev: &ValidEvent) -> Result<Option<Vec<f32>>, ProfileError> {

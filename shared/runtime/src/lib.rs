@@ -6,8 +6,9 @@ mod error;
 pub mod events;
 mod extract;
 mod http;
-pub mod idempotency;
 pub mod sqs;
+/// The idempotency utility lives with the storage it needs; re-exported here, at the edge.
+pub use shopmind_storage::idempotency;
 mod telemetry;
 
 pub use error::ApiError;

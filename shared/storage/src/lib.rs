@@ -10,6 +10,7 @@ pub mod aws;
 pub mod conformance;
 pub mod embedded;
 mod error;
+pub mod idempotency;
 mod types;
 
 pub use error::{Result, StorageError};

@@ -7,12 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::{ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore, StorageError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shopmind_storage::{
-    ClaimOutcome, IdempotencyClaim, IdempotencyStatus, IdempotencyStore, StorageError,
-};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError<E> {
@@ -55,6 +53,16 @@ impl Idempotency {
             ttl: Duration::from_secs(24 * 3600),
             in_progress_timeout: Duration::from_secs(900),
         }
+    }
+
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    pub fn with_in_progress_timeout(mut self, timeout: Duration) -> Self {
+        self.in_progress_timeout = timeout;
+        self
     }
 
     /// The key at `pointer` (a JSON pointer such as `/event_id`) in `event`.
