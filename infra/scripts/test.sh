@@ -8,7 +8,8 @@ bash infra/scripts/setup.sh
 
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t shopmind-moto.XXXXXX.log)
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# moto's server in one thread: see infra/scripts/moto_server.py for why.
+.venv/bin/python infra/scripts/moto_server.py --host 127.0.0.1 --port "$port" >"$log" 2>&1 &
 moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

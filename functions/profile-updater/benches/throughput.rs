@@ -4,8 +4,8 @@
 //!
 //!     cargo bench -p profile-updater --bench throughput
 //!
-//! Uses the emulator at SHOPMIND_TEST_AWS_ENDPOINT, else starts `.venv/bin/moto_server` on a
-//! free 127.0.0.1 port (run infra/scripts/setup.sh first) and stops it at the end.
+//! Uses the emulator at SHOPMIND_TEST_AWS_ENDPOINT, else starts `infra/scripts/moto_server.py` on
+//! a free 127.0.0.1 port (run infra/scripts/setup.sh first) and stops it at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench binary may stop on a broken set-up
 
 use std::process::{Child, Command, Stdio};
@@ -47,9 +47,10 @@ fn emulator() -> (String, Option<Moto>) {
         .local_addr()
         .unwrap()
         .port();
-    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let child = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/infra/scripts/moto_server.py"))
+        .args(["--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
