@@ -84,7 +84,7 @@ def main():
     prefix = "tplcheck-"
     env = dict(os.environ, AWS_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                AWS_REGION="us-east-1", SHOPMIND_TABLE_PREFIX=prefix, SHOPMIND_BUCKET="tplcheck-bucket")
-    subprocess.run(["cargo", "run", "--quiet", "-p", "shopmind-local", "--bin", "shopmind", "--", "aws-init"],
+    subprocess.run(["cargo", "run", "-p", "shopmind-local", "--bin", "shopmind", "--", "aws-init"],
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     ddb = boto3.client("dynamodb", endpoint_url=args.endpoint, region_name="us-east-1",
                        aws_access_key_id="test", aws_secret_access_key="test")
