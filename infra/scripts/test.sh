@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/setup.sh
+# A one-shot build gains nothing from incremental state but its disk (set 1 to keep it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t shopmind-moto.XXXXXX.log)
@@ -34,3 +36,5 @@ if [ $# -gt 0 ]; then
 else
     cargo test --workspace --all-targets
 fi
+# The build's footprint, so a CI machine running short of disk shows it before it fails.
+echo "[test] target/ holds $(du -sh target 2>/dev/null | cut -f1); $(df -h . | awk 'NR==2 {print $4}') free"
