@@ -1,0 +1,222 @@
+//! Versioned, immutable index artifacts in the blob store:
+//!
+//! ```text
+//! indexes/<kind>/v/<version>/<file>...      the data files, written first
+//! indexes/<kind>/v/<version>/manifest.json  their sizes and sha256, written after them
+//! indexes/<kind>/LATEST                     {"version": ...}, moved last
+//! ```
+//!
+//! A reader follows the pointer, reads the manifest and checks every file against it, so a
+//! half-written version is never visible and a damaged one is refused, never half-used.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shopmind_storage::BlobStore;
+
+use crate::error::RecsError;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactManifest {
+    pub format: u32,
+    pub kind: String,
+    pub version: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub files: Vec<ArtifactFile>,
+    /// Kind-specific facts (model, dimension, counts).
+    #[serde(default)]
+    pub meta: serde_json::Value,
+}
+
+/// The `LATEST` pointer's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub version: String,
+}
+
+fn check_segment(what: &str, s: &str) -> Result<(), RecsError> {
+    let ok = !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RecsError::Invalid(format!(
+            "{what} {s:?} must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+        )))
+    }
+}
+
+pub fn pointer_key(kind: &str) -> String {
+    format!("indexes/{kind}/LATEST")
+}
+
+fn version_prefix(kind: &str, version: &str) -> String {
+    format!("indexes/{kind}/v/{version}/")
+}
+
+/// A sortable, unique version name: the UTC time, then a hash of the content.
+pub fn version_name(created_at: i64, content_hash: &str) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(created_at)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        &content_hash[..content_hash.len().min(12)]
+    )
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Writes the files, then the manifest, then moves the pointer. Refuses a version that exists.
+pub async fn publish(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+    created_at: i64,
+    files: Vec<(String, Bytes)>,
+    meta: serde_json::Value,
+) -> Result<ArtifactManifest, RecsError> {
+    check_segment("kind", kind)?;
+    check_segment("version", version)?;
+    let prefix = version_prefix(kind, version);
+    let manifest_key = format!("{prefix}manifest.json");
+    if blobs.get_blob(&manifest_key).await?.is_some() {
+        return Err(RecsError::VersionExists(version.to_owned()));
+    }
+    let mut listed = Vec::with_capacity(files.len());
+    for (name, body) in files {
+        check_segment("file name", &name)?;
+        listed.push(ArtifactFile {
+            name: name.clone(),
+            bytes: body.len() as u64,
+            sha256: sha256_hex(&body),
+        });
+        blobs.put_blob(&format!("{prefix}{name}"), body).await?;
+    }
+    let manifest = ArtifactManifest {
+        format: FORMAT,
+        kind: kind.to_owned(),
+        version: version.to_owned(),
+        created_at,
+        files: listed,
+        meta,
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| RecsError::Corrupt {
+        what: manifest_key.clone(),
+        reason: e.to_string(),
+    })?;
+    blobs.put_blob(&manifest_key, Bytes::from(body)).await?;
+    move_pointer(blobs, kind, version).await?;
+    Ok(manifest)
+}
+
+/// Points readers at `version` (also how an operator rolls back).
+pub async fn move_pointer(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+) -> Result<(), RecsError> {
+    let body = serde_json::to_vec(&Pointer {
+        version: version.to_owned(),
+    })
+    .map_err(|e| RecsError::Invalid(e.to_string()))?;
+    blobs
+        .put_blob(&pointer_key(kind), Bytes::from(body))
+        .await?;
+    Ok(())
+}
+
+/// The version `LATEST` names, if any.
+pub async fn latest(blobs: &dyn BlobStore, kind: &str) -> Result<Option<String>, RecsError> {
+    let key = pointer_key(kind);
+    let Some(body) = blobs.get_blob(&key).await? else {
+        return Ok(None);
+    };
+    let p: Pointer = serde_json::from_slice(&body).map_err(|e| RecsError::Corrupt {
+        what: key.clone(),
+        reason: e.to_string(),
+    })?;
+    check_segment("version", &p.version)?;
+    Ok(Some(p.version))
+}
+
+/// Reads a version's manifest and every file, each checked against its size and sha256.
+pub async fn load(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+) -> Result<(ArtifactManifest, Vec<(String, Bytes)>), RecsError> {
+    check_segment("version", version)?;
+    let prefix = version_prefix(kind, version);
+    let manifest_key = format!("{prefix}manifest.json");
+    let corrupt = |what: &str, reason: String| RecsError::Corrupt {
+        what: what.to_owned(),
+        reason,
+    };
+    let body = blobs
+        .get_blob(&manifest_key)
+        .await?
+        .ok_or_else(|| corrupt(&manifest_key, "the manifest is missing".into()))?;
+    let manifest: ArtifactManifest =
+        serde_json::from_slice(&body).map_err(|e| corrupt(&manifest_key, e.to_string()))?;
+    if manifest.format != FORMAT || manifest.kind != kind || manifest.version != version {
+        return Err(corrupt(
+            &manifest_key,
+            format!(
+                "describes format {} kind {} version {}",
+                manifest.format, manifest.kind, manifest.version
+            ),
+        ));
+    }
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let key = format!("{prefix}{}", f.name);
+        let data = blobs
+            .get_blob(&key)
+            .await?
+            .ok_or_else(|| corrupt(&key, "missing".into()))?;
+        if data.len() as u64 != f.bytes || sha256_hex(&data) != f.sha256 {
+            return Err(corrupt(
+                &key,
+                format!(
+                    "{} bytes with a different sha256 than the manifest's {} bytes",
+                    data.len(),
+                    f.bytes
+                ),
+            ));
+        }
+        files.push((f.name.clone(), data));
+    }
+    Ok((manifest, files))
+}
+
+pub fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Result<Bytes, RecsError> {
+    let i = files
+        .iter()
+        .position(|(n, _)| n == name)
+        .ok_or_else(|| RecsError::Corrupt {
+            what: name.to_owned(),
+            reason: "not listed in the manifest".into(),
+        })?;
+    Ok(files.swap_remove(i).1)
+}

@@ -1,0 +1,170 @@
+//! The catalog contract: JSONL, one item per line. A bad line is reported with its number
+//! and skipped; it never fails the rest of the catalog.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItem {
+    pub item_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// A path such as `Women > Dresses > Summer`.
+    #[serde(default)]
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default = "in_stock_default")]
+    pub in_stock: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+fn in_stock_default() -> bool {
+    true
+}
+
+impl CatalogItem {
+    /// The text the encoder sees: what a shopper would read about the item, most telling first
+    /// (the encoder truncates at its max length).
+    pub fn text(&self) -> String {
+        let mut parts = vec![self.title.trim().to_owned()];
+        if !self.category.trim().is_empty() {
+            parts.push(self.category.trim().to_owned());
+        }
+        if let Some(b) = self.brand.as_deref().filter(|b| !b.trim().is_empty()) {
+            parts.push(b.trim().to_owned());
+        }
+        for (k, v) in &self.attributes {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            parts.push(format!("{k}: {v}"));
+        }
+        if !self.description.trim().is_empty() {
+            parts.push(self.description.trim().to_owned());
+        }
+        parts.join(". ")
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let id = self.item_id.as_str();
+        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+            return Err("item_id must be 1-128 characters without control characters".into());
+        }
+        if self.title.trim().is_empty() {
+            return Err("title is empty".into());
+        }
+        if let Some(p) = self.price {
+            if !p.is_finite() || p < 0.0 {
+                return Err(format!("price {p} must be a non-negative number"));
+            }
+        }
+        if let Some(c) = &self.currency {
+            if c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()) {
+                return Err(format!(
+                    "currency {c:?} must be an ISO 4217 code such as EUR"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadLine {
+    /// 1-based, as editors count.
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ParsedCatalog {
+    pub items: Vec<CatalogItem>,
+    pub bad: Vec<BadLine>,
+}
+
+/// Parses a JSONL catalog. Blank lines are skipped; a repeated `item_id` keeps the first line
+/// and reports the later ones.
+pub fn parse_catalog(text: &str) -> ParsedCatalog {
+    let mut out = ParsedCatalog::default();
+    let mut seen = HashSet::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let item = match serde_json::from_str::<CatalogItem>(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                out.bad.push(BadLine {
+                    line,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if let Err(reason) = item.check() {
+            out.bad.push(BadLine { line, reason });
+            continue;
+        }
+        if !seen.insert(item.item_id.clone()) {
+            out.bad.push(BadLine {
+                line,
+                reason: format!("item_id {:?} repeats an earlier line", item.item_id),
+            });
+            continue;
+        }
+        out.items.push(item);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number_and_skipped() {
+        let text = concat!(
+            r#"{"item_id":"a","title":"Linen dress","category":"Women > Dresses","price":59.0,"currency":"EUR"}"#,
+            "\n\n",
+            "not json\n",
+            r#"{"item_id":"b","title":""}"#,
+            "\n",
+            r#"{"item_id":"c","title":"Sandals","price":-1}"#,
+            "\n",
+            r#"{"item_id":"a","title":"Again"}"#,
+            "\n",
+            r#"{"item_id":"d","title":"Hat","colour":"red"}"#,
+            "\n",
+            r#"{"item_id":"e","title":"Scarf","in_stock":false,"attributes":{"material":"silk"}}"#,
+        );
+        let parsed = parse_catalog(text);
+        let ids: Vec<_> = parsed.items.iter().map(|i| i.item_id.as_str()).collect();
+        assert_eq!(ids, ["a", "e"]);
+        let lines: Vec<_> = parsed.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7]);
+        assert!(parsed.bad[2].reason.contains("price"));
+        assert!(parsed.bad[3].reason.contains("repeats"));
+        assert!(
+            parsed.bad[4].reason.contains("colour"),
+            "{:?}",
+            parsed.bad[4]
+        );
+        assert!(parsed.items[0].in_stock);
+        assert!(!parsed.items[1].in_stock);
+        assert_eq!(parsed.items[1].text(), "Scarf. material: silk");
+    }
+}

@@ -1,0 +1,15 @@
+#[derive(Debug, thiserror::Error)]
+pub enum RecsError {
+    #[error(transparent)]
+    Storage(#[from] shopmind_storage::StorageError),
+    /// An index file that does not match its manifest, or a manifest that does not parse.
+    #[error("index {what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// Versions are immutable: publishing one that exists is refused.
+    #[error("index version {0} already exists; versions are immutable")]
+    VersionExists(String),
+    #[error("invalid index: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}

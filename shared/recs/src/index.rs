@@ -1,0 +1,243 @@
+//! The item index: ids, unit-length embeddings as one row-major f32 matrix, and the metadata
+//! the filters and reasons need. Stored as a versioned artifact of kind `items`:
+//! `vectors.f32` (little-endian), `items.jsonl` (one [`ItemMeta`] per row, in row order).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use shopmind_storage::BlobStore;
+
+use crate::artifact;
+use crate::catalog::CatalogItem;
+use crate::error::RecsError;
+
+pub const KIND: &str = "items";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    pub item_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    pub in_stock: bool,
+}
+
+impl From<&CatalogItem> for ItemMeta {
+    fn from(c: &CatalogItem) -> Self {
+        Self {
+            item_id: c.item_id.clone(),
+            title: c.title.clone(),
+            category: c.category.clone(),
+            brand: c.brand.clone(),
+            price: c.price,
+            in_stock: c.in_stock,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemIndex {
+    version: String,
+    model: String,
+    dim: usize,
+    meta: Vec<ItemMeta>,
+    vectors: Vec<f32>,
+    rows: HashMap<String, usize>,
+}
+
+impl ItemIndex {
+    /// Checks shapes, ids and values; rows are L2-normalised so a dot product is a cosine.
+    pub fn new(
+        version: &str,
+        model: &str,
+        dim: usize,
+        meta: Vec<ItemMeta>,
+        mut vectors: Vec<f32>,
+    ) -> Result<Self, RecsError> {
+        if dim == 0 || vectors.len() != meta.len() * dim {
+            return Err(RecsError::Invalid(format!(
+                "{} values for {} items of dimension {dim}",
+                vectors.len(),
+                meta.len()
+            )));
+        }
+        if let Some(bad) = vectors.iter().position(|x| !x.is_finite()) {
+            return Err(RecsError::Invalid(format!(
+                "item {} has a non-finite embedding value",
+                meta[bad / dim].item_id
+            )));
+        }
+        for row in vectors.chunks_exact_mut(dim) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 1e-12 {
+                row.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        let mut rows = HashMap::with_capacity(meta.len());
+        for (i, m) in meta.iter().enumerate() {
+            if rows.insert(m.item_id.clone(), i).is_some() {
+                return Err(RecsError::Invalid(format!(
+                    "item_id {:?} appears twice",
+                    m.item_id
+                )));
+            }
+        }
+        Ok(Self {
+            version: version.to_owned(),
+            model: model.to_owned(),
+            dim,
+            meta,
+            vectors,
+            rows,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+    pub fn row(&self, item_id: &str) -> Option<usize> {
+        self.rows.get(item_id).copied()
+    }
+    pub fn meta(&self, row: usize) -> Option<&ItemMeta> {
+        self.meta.get(row)
+    }
+    pub fn items(&self) -> &[ItemMeta] {
+        &self.meta
+    }
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        self.vectors.get(row * self.dim..(row + 1) * self.dim)
+    }
+    /// The whole matrix, row-major.
+    pub fn matrix(&self) -> &[f32] {
+        &self.vectors
+    }
+    /// Bytes held in memory, for sizing Lambda memory (vectors + metadata + id map, estimated).
+    pub fn memory_bytes(&self) -> usize {
+        let meta: usize = self
+            .meta
+            .iter()
+            .map(|m| {
+                std::mem::size_of::<ItemMeta>()
+                    + m.item_id.len() * 2
+                    + m.title.len()
+                    + m.category.len()
+                    + m.brand.as_ref().map_or(0, String::len)
+                    + std::mem::size_of::<(String, usize)>()
+            })
+            .sum();
+        self.vectors.len() * 4 + meta
+    }
+
+    /// Writes this index as a new version and moves `LATEST` to it.
+    pub async fn publish(
+        &self,
+        blobs: &dyn BlobStore,
+        created_at: i64,
+    ) -> Result<artifact::ArtifactManifest, RecsError> {
+        let mut vectors = Vec::with_capacity(self.vectors.len() * 4);
+        for x in &self.vectors {
+            vectors.extend_from_slice(&x.to_le_bytes());
+        }
+        let mut items = Vec::new();
+        for m in &self.meta {
+            serde_json::to_writer(&mut items, m).map_err(|e| RecsError::Invalid(e.to_string()))?;
+            items.push(b'\n');
+        }
+        let meta = serde_json::json!({
+            "model": self.model, "dimension": self.dim, "count": self.len(), "dtype": "f32le",
+        });
+        artifact::publish(
+            blobs,
+            KIND,
+            &self.version,
+            created_at,
+            vec![
+                ("vectors.f32".into(), Bytes::from(vectors)),
+                ("items.jsonl".into(), Bytes::from(items)),
+            ],
+            meta,
+        )
+        .await
+    }
+
+    /// A version name for an index built now from `items` (time + content hash).
+    pub fn version_for(created_at: i64, meta: &[ItemMeta], vectors: &[f32]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in meta {
+            h.update(m.item_id.as_bytes());
+            h.update([0]);
+        }
+        for x in vectors {
+            h.update(x.to_le_bytes());
+        }
+        artifact::version_name(created_at, &hex::encode(h.finalize()))
+    }
+
+    /// The version `LATEST` points at, if any.
+    pub async fn latest_version(blobs: &dyn BlobStore) -> Result<Option<String>, RecsError> {
+        artifact::latest(blobs, KIND).await
+    }
+
+    /// Loads and verifies one version.
+    pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, RecsError> {
+        let (manifest, mut files) = artifact::load(blobs, KIND, version).await?;
+        let corrupt = |reason: String| RecsError::Corrupt {
+            what: format!("items {version}"),
+            reason,
+        };
+        let dim = manifest.meta["dimension"]
+            .as_u64()
+            .ok_or_else(|| corrupt("the manifest has no dimension".into()))?
+            as usize;
+        let model = manifest.meta["model"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let raw = artifact::take_file(&mut files, "vectors.f32")?;
+        if raw.len() % 4 != 0 {
+            return Err(corrupt("vectors.f32 is not whole f32 values".into()));
+        }
+        let vectors: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let items = artifact::take_file(&mut files, "items.jsonl")?;
+        let mut meta = Vec::new();
+        for (i, line) in items.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            meta.push(
+                serde_json::from_slice::<ItemMeta>(line)
+                    .map_err(|e| corrupt(format!("items.jsonl line {}: {e}", i + 1)))?,
+            );
+        }
+        Self::new(version, &model, dim, meta, vectors).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Loads whatever `LATEST` points at.
+    pub async fn load_latest(blobs: &dyn BlobStore) -> Result<Option<Self>, RecsError> {
+        match Self::latest_version(blobs).await? {
+            Some(v) => Ok(Some(Self::load(blobs, &v).await?)),
+            None => Ok(None),
+        }
+    }
+}

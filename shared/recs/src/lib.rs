@@ -1,0 +1,23 @@
+//! The recommender's domain, free of Lambda and HTTP types: what a catalog line is, the
+//! versioned immutable indexes the indexer writes and the recommend function reads, the exact
+//! top-k over the item matrix, and the collaborative signals (co-occurrence, popularity,
+//! trending) built from the behaviour-event archive.
+
+mod artifact;
+mod catalog;
+mod cooc;
+mod error;
+mod index;
+mod live;
+mod topk;
+
+pub use artifact::{ArtifactFile, ArtifactManifest, Pointer};
+pub use catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
+pub use cooc::{
+    build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
+    TimedEvent,
+};
+pub use error::RecsError;
+pub use index::{ItemIndex, ItemMeta};
+pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
+pub use topk::{dot, top_k};
