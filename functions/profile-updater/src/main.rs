@@ -2,15 +2,28 @@
 //! S3, and serves SQS batches and direct invokes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use profile_updater::{is_sqs, EncoderQueries, Handler, FUNCTION};
 use serde_json::Value;
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_profiles::{ProfileUpdater, UpdaterConfig};
+use shopmind_recs::{IndexItemVectors, LiveIndexes};
 use shopmind_runtime::{invocation_span, take_cold_start, Metrics, RuntimeConfig};
 use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
 use tracing::Instrument;
+
+/// `SHOPMIND_INDEX_REFRESH_SECS` (default 60): how often the item index pointer is read.
+fn index_refresh_secs() -> Result<u64, String> {
+    match std::env::var("SHOPMIND_INDEX_REFRESH_SECS") {
+        Err(_) => Ok(60),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("SHOPMIND_INDEX_REFRESH_SECS={v:?} must be whole seconds")),
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -21,13 +34,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         AwsNames::from_env(),
     ));
     let encoder = Arc::new(LazyEncoder::new(InferenceConfig::from_env()?));
+    let store_for_index = store.clone();
     let updater = ProfileUpdater::new(
         store.clone(),
         store.clone(),
         store,
         UpdaterConfig::from_env()?,
     )
-    .with_query_embedder(Arc::new(EncoderQueries(encoder)));
+    .with_query_embedder(Arc::new(EncoderQueries(encoder)))
+    .with_item_vectors(Arc::new(IndexItemVectors(Arc::new(LiveIndexes::new(
+        store_for_index,
+        Duration::from_secs(index_refresh_secs()?),
+    )))));
     let handler = Handler {
         updater: Arc::new(updater),
         deadline_margin: runtime.deadline_margin,

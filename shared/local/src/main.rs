@@ -32,6 +32,20 @@ enum Command {
     /// Create the DynamoDB tables and the S3 bucket where missing, in the account (or
     /// emulator, with AWS_ENDPOINT_URL) the standard AWS configuration points at.
     AwsInit,
+    /// Build indexes into the embedded store: `catalog FILE` embeds a JSONL catalog into a
+    /// new item-index version; `signals` rebuilds co-occurrence and popularity from the
+    /// event archive.
+    Index {
+        #[command(subcommand)]
+        what: IndexCommand,
+        #[arg(
+            long,
+            default_value = ".shopmind",
+            env = "SHOPMIND_DATA_DIR",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -39,8 +53,20 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Embed a JSONL catalog (item_id, title, description, category, brand, price, ...).
+    Catalog { file: PathBuf },
+    /// Co-occurrence, popularity and trending from the event archive.
+    Signals,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
+    #[error(transparent)]
+    Recs(#[from] shopmind_recs::RecsError),
+    #[error(transparent)]
+    Recommend(#[from] recommend::RecommendError),
     #[error(transparent)]
     Inference(#[from] shopmind_inference::InferenceError),
     #[error(transparent)]
@@ -104,6 +130,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Index { what, data_dir } => index(what, &data_dir, inference).await,
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
@@ -133,9 +160,72 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn index(
+    what: IndexCommand,
+    data_dir: &std::path::Path,
+    inference: InferenceConfig,
+) -> Result<(), CliError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| CliError::Io {
+        what: "could not create the data dir",
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let store = shopmind_storage::embedded::EmbeddedStore::open(data_dir)?;
+    let report = match what {
+        IndexCommand::Catalog { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|source| CliError::Io {
+                what: "could not read the catalog",
+                path: file.display().to_string(),
+                source,
+            })?;
+            let encoder = LazyEncoder::new(inference).get().await?;
+            let mut bar = |done: usize, total: usize| {
+                let filled = done * 30 / total.max(1);
+                eprint!(
+                    "\r[{}{}] {done}/{total} items",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled)
+                );
+                if done == total {
+                    eprintln!();
+                }
+            };
+            let r =
+                shopmind_recs::index_catalog(&store, &text, encoder, now_secs(), &mut bar).await?;
+            for bad in &r.bad_lines {
+                eprintln!("{}:{}: skipped: {}", file.display(), bad.line, bad.reason);
+            }
+            serde_json::to_value(r)?
+        }
+        IndexCommand::Signals => {
+            let cfg = shopmind_recs::SignalsConfig::default();
+            serde_json::to_value(shopmind_recs::index_signals(&store, &cfg, now_secs()).await?)?
+        }
+    };
+    println!("{report}");
+    Ok(())
+}
+
 /// Every HTTP function's router, nested on one app, exactly as each runs inside Lambda.
-fn app(encoder: Arc<LazyEncoder>, limits: EmbedLimits) -> axum::Router {
-    let routes = shopmind_embed_api::router(EmbedState { encoder, limits });
+fn app(
+    encoder: Arc<LazyEncoder>,
+    limits: EmbedLimits,
+    store: Arc<shopmind_storage::embedded::EmbeddedStore>,
+    recs: recommend::RecommendConfig,
+) -> axum::Router {
+    let recommend = recommend::router(recommend::RecommendState {
+        profiles: store.clone(),
+        indexes: Arc::new(shopmind_recs::LiveIndexes::new(store, recs.refresh)),
+        encoder: encoder.clone(),
+        config: Arc::new(recs),
+    });
+    let routes = shopmind_embed_api::router(EmbedState { encoder, limits }).merge(recommend);
     shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
 
@@ -150,9 +240,9 @@ async fn serve(
         path: data_dir.display().to_string(),
         source,
     })?;
-    // The embedded store: later functions keep their state here; opening it now checks the
-    // data dir is usable before the server says it is up.
-    let _store = shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?;
+    // The embedded store; opening it now checks the data dir is usable before the server
+    // says it is up.
+    let store = Arc::new(shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?);
     let encoder = Arc::new(LazyEncoder::new(inference));
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing
@@ -178,6 +268,12 @@ async fn serve(
             "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n"
         );
     }
-    shopmind_runtime::serve_local(app(encoder, EmbedLimits::from_env()?), listener).await?;
+    let app = app(
+        encoder,
+        EmbedLimits::from_env()?,
+        store,
+        recommend::RecommendConfig::from_env()?,
+    );
+    shopmind_runtime::serve_local(app, listener).await?;
     Ok(())
 }

@@ -10,6 +10,8 @@ pub enum RecsError {
     VersionExists(String),
     #[error("invalid index: {0}")]
     Invalid(String),
+    #[error("embedding failed: {0}")]
+    Embed(String),
     #[error("configuration: {0}")]
     Config(String),
 }

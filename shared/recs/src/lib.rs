@@ -4,14 +4,17 @@
 //! trending) built from the behaviour-event archive.
 
 mod artifact;
+mod blend;
 mod catalog;
 mod cooc;
 mod error;
 mod index;
+mod indexer;
 mod live;
 mod topk;
 
 pub use artifact::{ArtifactFile, ArtifactManifest, Pointer};
+pub use blend::{for_you, similar, BlendConfig, ForYou, Reason, Recommendation, Source, Theta};
 pub use catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use cooc::{
     build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
@@ -19,5 +22,6 @@ pub use cooc::{
 };
 pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta};
+pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use topk::{dot, top_k};
