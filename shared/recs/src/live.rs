@@ -3,7 +3,7 @@
 //! loaded and verified before it replaces the old one (a broken version is logged and the
 //! old one kept).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ pub struct Snapshot {
     pub signals_version: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct State {
     snapshot: Arc<Snapshot>,
     checked: Option<Instant>,
@@ -33,7 +33,10 @@ struct State {
 pub struct LiveIndexes {
     blobs: Arc<dyn BlobStore>,
     refresh: Duration,
-    state: Mutex<State>,
+    /// Read by every request; written only when a refresh finishes.
+    state: RwLock<State>,
+    /// One refresh at a time.
+    refreshing: Mutex<()>,
 }
 
 impl LiveIndexes {
@@ -41,33 +44,57 @@ impl LiveIndexes {
         Self {
             blobs,
             refresh,
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 snapshot: Arc::default(),
                 checked: None,
             }),
+            refreshing: Mutex::new(()),
         }
     }
 
-    /// The current snapshot, checking the pointers first if the interval has passed. The
-    /// first call fails if the store does; later failures keep serving the last good one.
+    fn read(&self) -> State {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn due(&self, state: &State) -> bool {
+        state.checked.is_none_or(|t| t.elapsed() >= self.refresh)
+    }
+
+    /// The current snapshot, checking the pointers first if the interval has passed. Requests
+    /// never wait behind a refresh once a snapshot exists: while one task loads a new version,
+    /// the others keep serving the current one. The first call fails if the store does;
+    /// later failures keep serving the last good one.
     pub async fn current(&self) -> Result<Arc<Snapshot>, RecsError> {
-        let mut state = self.state.lock().await;
-        let due = state.checked.is_none_or(|t| t.elapsed() >= self.refresh);
-        if !due {
-            return Ok(state.snapshot.clone());
+        let state = self.read();
+        if !self.due(&state) {
+            return Ok(state.snapshot);
         }
-        match self.refreshed(&state.snapshot).await {
-            Ok(next) => {
-                state.snapshot = next;
-                state.checked = Some(Instant::now());
+        let _guard = if state.checked.is_some() {
+            match self.refreshing.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(state.snapshot),
             }
+        } else {
+            self.refreshing.lock().await
+        };
+        // Another task may have refreshed while this one waited for the lock.
+        let state = self.read();
+        if !self.due(&state) {
+            return Ok(state.snapshot);
+        }
+        let next = match self.refreshed(&state.snapshot).await {
+            Ok(next) => next,
             Err(e) if state.checked.is_some() => {
                 tracing::warn!(error = %e, "index refresh failed; serving the previous version");
-                state.checked = Some(Instant::now());
+                state.snapshot
             }
             Err(e) => return Err(e),
-        }
-        Ok(state.snapshot.clone())
+        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State {
+            snapshot: next.clone(),
+            checked: Some(Instant::now()),
+        };
+        Ok(next)
     }
 
     async fn refreshed(&self, old: &Arc<Snapshot>) -> Result<Arc<Snapshot>, RecsError> {
