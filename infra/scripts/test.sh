@@ -8,24 +8,8 @@ bash infra/scripts/setup.sh
 # A one-shot build gains nothing from incremental state but its disk (set 1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-log=$(mktemp -t shopmind-moto.XXXXXX.log)
-# moto's server in one thread: see infra/scripts/moto_server.py for why.
-.venv/bin/python infra/scripts/moto_server.py --host 127.0.0.1 --port "$port" >"$log" 2>&1 &
-moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
-        break
-    fi
-    if ! kill -0 $moto_pid 2>/dev/null; then
-        echo "test: the AWS emulator exited at start-up:" >&2; cat "$log" >&2; exit 1
-    fi
-    sleep 0.2
-done
-export SHOPMIND_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-echo "[test] AWS emulator on $SHOPMIND_TEST_AWS_ENDPOINT"
+source infra/scripts/emulator.sh
+start_emulator
 
 # The deployment template: cfn-lint, references, and tables equal to what the code creates.
 .venv/bin/python infra/scripts/check_template.py --endpoint "$SHOPMIND_TEST_AWS_ENDPOINT"

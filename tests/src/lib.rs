@@ -2,6 +2,7 @@
 //! emulator that `infra/scripts/test.sh` starts.
 
 pub mod fault_proxy;
+pub mod runtime_api;
 
 use std::path::{Path, PathBuf};
 

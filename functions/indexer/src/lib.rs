@@ -1,6 +1,7 @@
 //! The indexer's glue: which job an invocation asks for, and running it.
 //!
-//! - S3 `ObjectCreated` under `catalog/` → a new item-index version from that object;
+//! - S3 `ObjectCreated` under `catalog/` → a new item-index version from that object, as a
+//!   direct S3 notification or through EventBridge (what the template wires);
 //! - an EventBridge schedule → new signals (co-occurrence, popularity, trending) from the
 //!   event archive;
 //! - a direct invoke `{"job": "catalog", "key": "catalog/…"}` or `{"job": "signals"}`.
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shopmind_inference::LazyEncoder;
 use shopmind_recs::{index_catalog, index_signals, RecsError, SignalsConfig};
-use shopmind_runtime::events::{created_objects, ScheduledEvent};
+use shopmind_runtime::events::{created_objects, S3BridgeEvent, ScheduledEvent};
 use shopmind_storage::BlobStore;
 
 pub const FUNCTION: &str = "indexer";
@@ -57,18 +58,14 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
     if payload.get("Records").is_some() {
         let event: S3Event = serde_json::from_value(payload.clone())
             .map_err(|e| IndexerError::BadInvocation(format!("S3 event: {e}")))?;
-        let keys: Vec<String> = created_objects(&event)
-            .into_iter()
-            .map(|o| o.key)
-            .filter(|k| {
-                let ours = k.starts_with(CATALOG_PREFIX) && !k.ends_with('/');
-                if !ours {
-                    tracing::info!(key = %k, "object outside catalog/ skipped");
-                }
-                ours
-            })
-            .collect();
-        return Ok(Job::Catalog(keys));
+        let keys = created_objects(&event).into_iter().map(|o| o.key);
+        return Ok(Job::Catalog(catalog_keys(keys)));
+    }
+    if payload.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        let event: S3BridgeEvent = serde_json::from_value(payload.clone())
+            .map_err(|e| IndexerError::BadInvocation(format!("S3 EventBridge event: {e}")))?;
+        let keys = event.created_object().into_iter().map(|o| o.key);
+        return Ok(Job::Catalog(catalog_keys(keys)));
     }
     if payload.get("detail-type").is_some() {
         let event: ScheduledEvent = serde_json::from_value(payload.clone())
@@ -94,6 +91,18 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
             "unknown job {other:?}; expected \"catalog\" or \"signals\""
         ))),
     }
+}
+
+/// The keys this function indexes: objects under `catalog/`; anything else is logged and skipped.
+fn catalog_keys(keys: impl Iterator<Item = String>) -> Vec<String> {
+    keys.filter(|k| {
+        let ours = k.starts_with(CATALOG_PREFIX) && !k.ends_with('/');
+        if !ours {
+            tracing::info!(key = %k, "object outside catalog/ skipped");
+        }
+        ours
+    })
+    .collect()
 }
 
 fn now_secs() -> i64 {

@@ -47,6 +47,17 @@ fn invocations_are_recognised_and_bad_ones_refused() {
         job_of(&sample("s3/catalog-object-created.json")).unwrap(),
         Job::Catalog(vec!["catalog/winter sale(2026).jsonl".into()])
     );
+    // The same upload through EventBridge (what the template wires): the key is not encoded.
+    assert_eq!(
+        job_of(&sample("eventbridge/s3-catalog-object-created.json")).unwrap(),
+        Job::Catalog(vec!["catalog/winter sale(2026).jsonl".into()])
+    );
+    let mut deleted = sample("eventbridge/s3-catalog-object-created.json");
+    deleted["detail-type"] = json!("Object Deleted");
+    assert_eq!(job_of(&deleted).unwrap(), Job::Catalog(vec![]));
+    let mut kb = sample("eventbridge/s3-catalog-object-created.json");
+    kb["detail"]["object"]["key"] = json!("kb/faq.jsonl");
+    assert_eq!(job_of(&kb).unwrap(), Job::Catalog(vec![]));
     assert_eq!(
         job_of(&sample("eventbridge/scheduled.json")).unwrap(),
         Job::Signals
@@ -57,6 +68,7 @@ fn invocations_are_recognised_and_bad_ones_refused() {
         json!({"job": "catalog", "key": "kb/a.jsonl"}),
         json!({"job": "reindex"}),
         json!({"hello": 1}),
+        json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}),
     ] {
         assert!(
             matches!(job_of(&bad), Err(IndexerError::BadInvocation(_))),

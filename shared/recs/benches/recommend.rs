@@ -1,6 +1,8 @@
 //! Request latency of the "for you" blend on synthetic catalogs, one thread, against a named
 //! baseline measured in the same run: the same semantic source written the obvious way
-//! (score every item into a vector, sort it all, take k).
+//! (score every item into a vector, sort it all, take k). A second line compares the
+//! semantic source itself: the exact f32 top-k against the int8-shortlist top-k the blend
+//! uses, with the recall of the latter against the former.
 //!
 //! `cargo bench -p shopmind-recs --bench recommend` runs 10k, 100k and 1M items; without
 //! `--bench` (as `cargo test --all-targets` runs it) it is a quick smoke pass on 10k.
@@ -12,7 +14,7 @@ use std::time::Instant;
 
 use shopmind_profiles::{DecayedVector, Profile, SeenItem};
 use shopmind_recs::{
-    for_you, BlendConfig, ForYou, ItemIndex, ItemMeta, Neighbour, Relation, Scored, Signals,
+    for_you, top_k, BlendConfig, ForYou, ItemIndex, ItemMeta, Neighbour, Relation, Scored, Signals,
     Snapshot,
 };
 
@@ -123,12 +125,13 @@ fn main() {
         &[(10_000, 5)]
     };
     let cfg = BlendConfig::default();
-    println!("catalog   bytes/item  for_you p50     p99    | baseline semantic p50 | ratio");
+    println!("catalog   bytes/item  for_you p50     p99    | baseline semantic p50 | ratio | exact f32 top-k p50 | int8+rescore p50 | ratio | recall@pool");
     for &(n, iters) in sizes {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n as u64);
         let snap = catalog(n, &mut rng);
         let index = snap.items.clone().unwrap();
         let (mut ours, mut base) = (Vec::new(), Vec::new());
+        let (mut exact_ms, mut quant_ms, mut found) = (Vec::new(), Vec::new(), 0usize);
         for _ in 0..iters {
             let p = shopper(n, &mut rng);
             let req = ForYou {
@@ -147,7 +150,22 @@ fn main() {
             let b = naive_semantic(&index, &q, cfg.pool);
             base.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(b.len(), cfg.pool);
+            let in_stock = |r: usize| index.meta(r).is_some_and(|m| m.in_stock);
+            let t = Instant::now();
+            let exact = top_k(index.matrix(), DIM, &q, cfg.pool, in_stock);
+            exact_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let quick = index.nearest(&q, cfg.pool, in_stock);
+            quant_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            found += quick
+                .iter()
+                .filter(|x| exact.iter().any(|e| e.0 == x.0))
+                .count();
         }
+        exact_ms.sort_by(f64::total_cmp);
+        quant_ms.sort_by(f64::total_cmp);
+        let (e50, q50) = (percentile(&exact_ms, 0.5), percentile(&quant_ms, 0.5));
+        let recall = found as f64 / (iters * cfg.pool) as f64;
         ours.sort_by(f64::total_cmp);
         base.sort_by(f64::total_cmp);
         let (p50, p99, b50) = (
@@ -156,9 +174,10 @@ fn main() {
             percentile(&base, 0.5),
         );
         println!(
-            "{n:>8}  {:>10}  {p50:>9.2} ms {p99:>7.2} ms | {b50:>17.2} ms | {:.2}x",
+            "{n:>8}  {:>10}  {p50:>9.2} ms {p99:>7.2} ms | {b50:>17.2} ms | {:.2}x | {e50:>15.2} ms | {q50:>12.2} ms | {:.2}x | {recall:.4}",
             index.memory_bytes() / n,
-            b50 / p50
+            b50 / p50,
+            e50 / q50
         );
     }
 }

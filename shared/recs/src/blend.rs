@@ -9,7 +9,7 @@ use shopmind_profiles::Profile;
 use crate::cooc::{top_category, Relation};
 use crate::index::ItemIndex;
 use crate::live::Snapshot;
-use crate::topk::{dot, top_k};
+use crate::topk::dot;
 
 /// θ: how much each source counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -316,7 +316,7 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
         .and_then(|p| p.embedding.as_ref())
         .and_then(|e| e.unit())
     {
-        for (row, s) in top_k(index.matrix(), index.dim(), &u, cfg.pool, allowed) {
+        for (row, s) in index.nearest(&u, cfg.pool, allowed) {
             pool.offer(row, Source::Semantic, f64::from(s), || {
                 // Explain with the seed the item is closest to.
                 let v = index.vector(row).unwrap_or(&[]);
@@ -419,7 +419,7 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
 
     // Context: the text the storefront sent with the request.
     if let Some((text, v)) = req.context {
-        for (row, s) in top_k(index.matrix(), index.dim(), v, cfg.pool, allowed) {
+        for (row, s) in index.nearest(v, cfg.pool, allowed) {
             pool.offer(row, Source::Context, f64::from(s), || Reason {
                 source: Source::Context,
                 text: format!("matches {}", quote(text)),
@@ -447,7 +447,7 @@ pub fn similar(
         index,
         cands: HashMap::new(),
     };
-    for (r, s) in top_k(index.matrix(), index.dim(), v, cfg.pool, allowed) {
+    for (r, s) in index.nearest(v, cfg.pool, allowed) {
         pool.offer(r, Source::Semantic, f64::from(s), || Reason {
             source: Source::Semantic,
             text: format!("similar to {name}"),

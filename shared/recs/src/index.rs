@@ -11,6 +11,7 @@ use shopmind_storage::BlobStore;
 use crate::artifact;
 use crate::catalog::CatalogItem;
 use crate::error::RecsError;
+use crate::topk::{top_k_quantised, QuantRows};
 
 pub const KIND: &str = "items";
 
@@ -47,6 +48,8 @@ pub struct ItemIndex {
     dim: usize,
     meta: Vec<ItemMeta>,
     vectors: Vec<f32>,
+    /// The same rows in int8 for the first stage of [`Self::nearest`].
+    quant: QuantRows,
     rows: HashMap<String, usize>,
 }
 
@@ -92,6 +95,7 @@ impl ItemIndex {
             model: model.to_owned(),
             dim,
             meta,
+            quant: QuantRows::new(&vectors, dim),
             vectors,
             rows,
         })
@@ -142,7 +146,18 @@ impl ItemIndex {
                     + std::mem::size_of::<(String, usize)>()
             })
             .sum();
-        self.vectors.len() * 4 + meta
+        self.vectors.len() * 4 + self.quant.memory_bytes() + meta
+    }
+
+    /// The `k` rows nearest `query` (a unit vector) among those `keep` accepts, best first,
+    /// with exact cosine scores: an int8 scan shortlists, the f32 rows decide.
+    pub fn nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        keep: impl FnMut(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
+        top_k_quantised(&self.vectors, &self.quant, query, k, keep)
     }
 
     /// Writes this index as a new version and moves `LATEST` to it.

@@ -25,4 +25,4 @@ pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta};
 pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
-pub use topk::{dot, top_k};
+pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};

@@ -55,6 +55,47 @@ pub fn created_objects(event: &S3Event) -> Vec<CreatedObject> {
         .collect()
 }
 
+/// An S3 event delivered through EventBridge (the bucket's `EventBridgeConfiguration`), the
+/// route the template uses: it avoids the bucket ↔ function dependency cycle that direct
+/// notifications create, and its rule filters by key prefix.
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3BridgeEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub detail: S3BridgeDetail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3BridgeDetail {
+    pub bucket: S3BridgeBucket,
+    pub object: S3BridgeObject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3BridgeBucket {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3BridgeObject {
+    pub key: String,
+    #[serde(default)]
+    pub size: Option<i64>,
+}
+
+impl S3BridgeEvent {
+    /// The created object, or None for other S3 event types (deletes, restores…).
+    /// EventBridge keys are not URL-encoded, unlike direct notifications.
+    pub fn created_object(&self) -> Option<CreatedObject> {
+        (self.source == "aws.s3" && self.detail_type == "Object Created").then(|| CreatedObject {
+            bucket: self.detail.bucket.name.clone(),
+            key: self.detail.object.key.clone(),
+            size: self.detail.object.size,
+        })
+    }
+}
+
 /// S3 notifications URL-encode keys, with `+` for spaces.
 pub fn decode_key(raw: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
