@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 /// Probabilities per request.
 #[derive(Debug, Clone, Copy)]
@@ -142,22 +142,7 @@ impl FaultProxy {
             stats: stats.clone(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                    // An error from the service makes hyper close the connection unanswered.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let task = crate::serve_http(listener, shared, handle);
         Ok(Self { addr, stats, task })
     }
 

@@ -4,6 +4,36 @@
 pub mod fault_proxy;
 pub mod runtime_api;
 
+/// Serves HTTP/1 on `listener`, one task per connection, `handle` per request (the loopback
+/// servers here). An error from `handle` makes hyper close the connection unanswered.
+pub(crate) fn serve_http<S, E, F>(
+    listener: tokio::net::TcpListener,
+    shared: std::sync::Arc<S>,
+    handle: fn(std::sync::Arc<S>, hyper::Request<hyper::body::Incoming>) -> F,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    F: std::future::Future<Output = Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, E>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
 use std::path::{Path, PathBuf};
 
 pub fn models_dir() -> PathBuf {

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::sync::{oneshot, Notify};
 
 /// What the function answered for one invocation.
@@ -64,19 +63,7 @@ impl RuntimeApi {
             state: Mutex::new(State::default()),
             queued: Notify::new(),
         });
-        let serving = shared.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = serving.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        crate::serve_http(listener, shared.clone(), handle);
         Ok(Self { addr, shared })
     }
 
