@@ -9,7 +9,7 @@ mod runtime;
 mod store;
 
 pub use config::{InferenceConfig, LazyEncoder, DEFAULT_ENCODER_DIR};
-pub use encoder::{cosine, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions};
+pub use encoder::{cosine, dot, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions};
 pub use error::{InferenceError, Result};
 pub use manifest::{
     sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,

