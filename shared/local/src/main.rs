@@ -339,7 +339,10 @@ async fn eval_recs(
     Ok(())
 }
 
-async fn eval_support(banking77: &std::path::Path, inference: InferenceConfig) -> Result<(), CliError> {
+async fn eval_support(
+    banking77: &std::path::Path,
+    inference: InferenceConfig,
+) -> Result<(), CliError> {
     let encoder = LazyEncoder::new(inference).get().await?;
     let dir = banking77.to_owned();
     let started = std::time::Instant::now();

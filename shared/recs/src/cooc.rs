@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use shopmind_profiles::{BehaviourEvent, EventType};
 use shopmind_storage::BlobStore;
 
-use crate::artifact;
 use crate::error::RecsError;
+use shopmind_artifacts as artifact;
 
 pub const KIND: &str = "signals";
 
@@ -305,6 +305,7 @@ impl Signals {
             meta,
         )
         .await
+        .map_err(RecsError::from)
     }
 
     pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, RecsError> {
@@ -317,7 +318,7 @@ impl Signals {
     }
 
     pub async fn latest_version(blobs: &dyn BlobStore) -> Result<Option<String>, RecsError> {
-        artifact::latest(blobs, KIND).await
+        Ok(artifact::latest(blobs, KIND).await?)
     }
 }
 

@@ -15,3 +15,15 @@ pub enum RecsError {
     #[error("configuration: {0}")]
     Config(String),
 }
+
+impl From<shopmind_artifacts::ArtifactError> for RecsError {
+    fn from(e: shopmind_artifacts::ArtifactError) -> Self {
+        use shopmind_artifacts::ArtifactError as A;
+        match e {
+            A::Storage(e) => Self::Storage(e),
+            A::Corrupt { what, reason } => Self::Corrupt { what, reason },
+            A::VersionExists(v) => Self::VersionExists(v),
+            A::Invalid(m) => Self::Invalid(m),
+        }
+    }
+}

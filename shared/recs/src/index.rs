@@ -8,10 +8,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shopmind_storage::BlobStore;
 
-use crate::artifact;
 use crate::catalog::CatalogItem;
 use crate::error::RecsError;
 use crate::topk::{top_k_quantised, QuantRows};
+use shopmind_artifacts as artifact;
 
 pub const KIND: &str = "items";
 
@@ -190,6 +190,7 @@ impl ItemIndex {
             meta,
         )
         .await
+        .map_err(RecsError::from)
     }
 
     /// A version name for an index built now from `items` (time + content hash).
@@ -208,7 +209,7 @@ impl ItemIndex {
 
     /// The version `LATEST` points at, if any.
     pub async fn latest_version(blobs: &dyn BlobStore) -> Result<Option<String>, RecsError> {
-        artifact::latest(blobs, KIND).await
+        Ok(artifact::latest(blobs, KIND).await?)
     }
 
     /// Loads and verifies one version.

@@ -45,33 +45,12 @@ pub async fn index_catalog(
             parsed.bad.len()
         )));
     }
-    // Sort by text length so each step pads to similar lengths; rows keep catalog order.
     let texts: Vec<String> = parsed.items.iter().map(|i| i.text()).collect();
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|i| texts[*i].len());
     let dim = encoder.dimension();
-    let mut vectors = vec![0.0f32; texts.len() * dim];
-    let mut truncated = 0;
-    let total = texts.len();
-    for (step, rows) in order.chunks(STEP).enumerate() {
-        let batch: Vec<String> = rows.iter().map(|r| texts[*r].clone()).collect();
-        let enc = encoder.clone();
-        let out = tokio::task::spawn_blocking(move || enc.embed(&batch))
+    let (vectors, truncated) =
+        shopmind_inference::embed_in_steps(encoder.clone(), &texts, STEP, progress)
             .await
-            .map_err(|e| RecsError::Embed(e.to_string()))?
             .map_err(|e| RecsError::Embed(e.to_string()))?;
-        for (row, e) in rows.iter().zip(out) {
-            if e.vector.len() != dim {
-                return Err(RecsError::Embed(format!(
-                    "the encoder returned {} values, not {dim}",
-                    e.vector.len()
-                )));
-            }
-            truncated += usize::from(e.truncated);
-            vectors[row * dim..(row + 1) * dim].copy_from_slice(&e.vector);
-        }
-        progress(((step + 1) * STEP).min(total), total);
-    }
     let meta: Vec<ItemMeta> = parsed.items.iter().map(ItemMeta::from).collect();
     let version = ItemIndex::version_for(now, &meta, &vectors);
     let index = ItemIndex::new(&version, encoder.model_id(), dim, meta, vectors)?;

@@ -3,7 +3,6 @@
 //! top-k over the item matrix, and the collaborative signals (co-occurrence, popularity,
 //! trending) built from the behaviour-event archive.
 
-mod artifact;
 mod blend;
 mod catalog;
 mod cooc;
@@ -14,7 +13,6 @@ mod indexer;
 mod live;
 mod topk;
 
-pub use artifact::{ArtifactFile, ArtifactManifest, Pointer};
 pub use blend::{for_you, similar, BlendConfig, ForYou, Reason, Recommendation, Source, Theta};
 pub use catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use cooc::{
@@ -25,4 +23,5 @@ pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta};
 pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
+pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
 pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};

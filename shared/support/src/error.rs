@@ -5,4 +5,8 @@ pub enum SupportError {
     Invalid(String),
     #[error("embedding failed: {0}")]
     Embed(String),
+    #[error(transparent)]
+    Artifact(#[from] shopmind_artifacts::ArtifactError),
+    #[error(transparent)]
+    Storage(#[from] shopmind_storage::StorageError),
 }

@@ -3,10 +3,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use shopmind_artifacts as artifact;
+use shopmind_storage::BlobStore;
 
 use crate::error::SupportError;
 use crate::head::{train, LinearHead, TrainConfig};
+
+/// The artifact kind of trained intent models (`indexes/intents/…`).
+pub const INTENTS_KIND: &str = "intents";
 
 /// The label returned when no intent is confident enough.
 pub const OUT_OF_SCOPE: &str = "out_of_scope";
@@ -147,6 +153,45 @@ impl IntentModel {
                 .collect(),
             min_confidence,
         })
+    }
+
+    /// Writes this model as a new `intents` version and moves `LATEST` to it.
+    pub async fn publish(
+        &self,
+        blobs: &dyn BlobStore,
+        created_at: i64,
+    ) -> Result<String, SupportError> {
+        let body = serde_json::to_vec(self).map_err(|e| SupportError::Invalid(e.to_string()))?;
+        let version = artifact::version_name(created_at, &artifact::sha256_hex(&body));
+        let meta =
+            serde_json::json!({ "intents": self.head.labels.len(), "dimension": self.head.dim });
+        artifact::publish(
+            blobs,
+            INTENTS_KIND,
+            &version,
+            created_at,
+            vec![("model.json".into(), Bytes::from(body))],
+            meta,
+        )
+        .await?;
+        Ok(version)
+    }
+
+    pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, SupportError> {
+        let (_, mut files) = artifact::load(blobs, INTENTS_KIND, version).await?;
+        let body = artifact::take_file(&mut files, "model.json")?;
+        let m: Self = serde_json::from_slice(&body).map_err(|e| {
+            SupportError::Artifact(artifact::ArtifactError::Corrupt {
+                what: format!("intents {version}"),
+                reason: e.to_string(),
+            })
+        })?;
+        m.head.validate()?;
+        Ok(m)
+    }
+
+    pub async fn latest_version(blobs: &dyn BlobStore) -> Result<Option<String>, SupportError> {
+        Ok(artifact::latest(blobs, INTENTS_KIND).await?)
     }
 
     pub fn classify(&self, vector: &[f32]) -> IntentPrediction {

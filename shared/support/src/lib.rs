@@ -2,15 +2,21 @@
 //! index, hybrid retrieval fused by reciprocal rank, linear heads on encoder embeddings (intent,
 //! sentiment), and entity extraction with masking.
 
+pub mod assistant;
 pub mod bm25;
 mod error;
 pub mod eval;
 pub mod head;
+pub mod indexer;
 pub mod intent;
 pub mod kb;
 pub mod mask;
 pub mod retrieve;
 
+pub use assistant::{
+    respond, retrieval_query, AssistantConfig, Citation, EscalationReason, Models, PastTurn,
+    Question, Reply, Role, Sentiment,
+};
 pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;
 pub use head::{train, LinearHead, TrainConfig};

@@ -3,11 +3,17 @@
 //! (score = Σ 1/(k + rank), k = 60 as in Cormack et al.), and the dense similarity of the best
 //! fused hit decides whether the knowledge base has the answer at all.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use shopmind_artifacts as artifact;
+use shopmind_storage::BlobStore;
 
 use crate::bm25::Bm25;
 use crate::error::SupportError;
 use crate::kb::Chunk;
+
+/// The artifact kind of knowledge-base indexes (`indexes/kb/…`).
+pub const KB_KIND: &str = "kb";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetrieveConfig {
@@ -89,6 +95,97 @@ impl KbIndex {
             vectors,
             bm25,
         })
+    }
+
+    /// Writes this index as a new `kb` version (chunks, vectors, the BM25 postings) and moves
+    /// `LATEST` to it. The version name comes from the time and the content.
+    pub async fn publish(
+        &self,
+        blobs: &dyn BlobStore,
+        created_at: i64,
+        model: &str,
+    ) -> Result<String, SupportError> {
+        let mut chunks = Vec::new();
+        for c in &self.chunks {
+            serde_json::to_writer(&mut chunks, c)
+                .map_err(|e| SupportError::Invalid(e.to_string()))?;
+            chunks.push(b'\n');
+        }
+        let mut vectors = Vec::with_capacity(self.vectors.len() * 4);
+        for x in &self.vectors {
+            vectors.extend_from_slice(&x.to_le_bytes());
+        }
+        let bm25 =
+            serde_json::to_vec(&self.bm25).map_err(|e| SupportError::Invalid(e.to_string()))?;
+        let mut all = chunks.clone();
+        all.extend_from_slice(&vectors);
+        let version = artifact::version_name(created_at, &artifact::sha256_hex(&all));
+        let meta = serde_json::json!({
+            "model": model, "dimension": self.dim, "chunks": self.chunks.len(),
+            "articles": self.chunks.iter().map(|c| c.article_id.as_str()).collect::<std::collections::HashSet<_>>().len(),
+        });
+        artifact::publish(
+            blobs,
+            KB_KIND,
+            &version,
+            created_at,
+            vec![
+                ("chunks.jsonl".into(), Bytes::from(chunks)),
+                ("vectors.f32".into(), Bytes::from(vectors)),
+                ("bm25.json".into(), Bytes::from(bm25)),
+            ],
+            meta,
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// Loads and verifies one version.
+    pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, SupportError> {
+        let (manifest, mut files) = artifact::load(blobs, KB_KIND, version).await?;
+        let corrupt = |reason: String| {
+            SupportError::Artifact(artifact::ArtifactError::Corrupt {
+                what: format!("kb {version}"),
+                reason,
+            })
+        };
+        let dim = manifest.meta["dimension"]
+            .as_u64()
+            .ok_or_else(|| corrupt("no dimension in the manifest".into()))?
+            as usize;
+        let text = artifact::take_file(&mut files, "chunks.jsonl")?;
+        let chunks: Vec<Chunk> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice)
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let raw = artifact::take_file(&mut files, "vectors.f32")?;
+        let vectors: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let bm25: Bm25 = serde_json::from_slice(&artifact::take_file(&mut files, "bm25.json")?)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if dim == 0 || vectors.len() != chunks.len() * dim || bm25.len() != chunks.len() {
+            return Err(corrupt(format!(
+                "{} chunks, {} values of dimension {dim}, {} BM25 documents",
+                chunks.len(),
+                vectors.len(),
+                bm25.len()
+            )));
+        }
+        Ok(Self {
+            chunks,
+            dim,
+            vectors,
+            bm25,
+        })
+    }
+
+    /// The version `LATEST` points at, if any.
+    pub async fn latest_version(blobs: &dyn BlobStore) -> Result<Option<String>, SupportError> {
+        Ok(artifact::latest(blobs, KB_KIND).await?)
     }
 
     pub fn chunks(&self) -> &[Chunk] {
@@ -266,6 +363,45 @@ mod tests {
         assert_eq!((a.dense_rank, a.bm25_rank), (Some(1), Some(2)));
         assert_eq!(r.hits[2].bm25_rank, None);
         assert!(r.found && r.confidence > 0.9);
+    }
+
+    #[tokio::test]
+    async fn publish_and_load_round_trip_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shopmind_storage::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        let idx = index();
+        let v = idx
+            .publish(&store, 1_795_845_600, "test-model")
+            .await
+            .unwrap();
+        assert_eq!(
+            KbIndex::latest_version(&store).await.unwrap(),
+            Some(v.clone())
+        );
+        let back = KbIndex::load(&store, &v).await.unwrap();
+        assert_eq!(back.chunks(), idx.chunks());
+        let q = [1.0, 0.0, 0.2];
+        let cfg = RetrieveConfig::default();
+        assert_eq!(
+            back.search("refund", &q, None, &cfg),
+            idx.search("refund", &q, None, &cfg)
+        );
+        // Versions are immutable; a damaged file is refused.
+        assert!(idx
+            .publish(&store, 1_795_845_600, "test-model")
+            .await
+            .is_err());
+        store
+            .put_blob(
+                &format!("indexes/kb/v/{v}/bm25.json"),
+                bytes::Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            KbIndex::load(&store, &v).await,
+            Err(SupportError::Artifact(_))
+        ));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Versioned, immutable index artifacts in the blob store:
+//! Versioned, immutable artifacts (indexes, trained heads) in the blob store:
 //!
 //! ```text
 //! indexes/<kind>/v/<version>/<file>...      the data files, written first
@@ -14,7 +14,21 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shopmind_storage::BlobStore;
 
-use crate::error::RecsError;
+/// What can go wrong reading or writing an artifact.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error(transparent)]
+    Storage(#[from] shopmind_storage::StorageError),
+    /// A file that does not match its manifest, or a manifest that does not parse.
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// Versions are immutable: publishing one that exists is refused.
+    #[error("version {0} already exists; versions are immutable")]
+    VersionExists(String),
+    /// A kind, version or file name that is not a plain name.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 pub const FORMAT: u32 = 1;
 
@@ -44,7 +58,7 @@ pub struct Pointer {
     pub version: String,
 }
 
-fn check_segment(what: &str, s: &str) -> Result<(), RecsError> {
+fn check_segment(what: &str, s: &str) -> Result<(), ArtifactError> {
     let ok = !s.is_empty()
         && s.len() <= 100
         && s.chars()
@@ -53,7 +67,7 @@ fn check_segment(what: &str, s: &str) -> Result<(), RecsError> {
     if ok {
         Ok(())
     } else {
-        Err(RecsError::Invalid(format!(
+        Err(ArtifactError::Invalid(format!(
             "{what} {s:?} must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.'"
         )))
     }
@@ -95,13 +109,13 @@ pub async fn publish(
     created_at: i64,
     files: Vec<(String, Bytes)>,
     meta: serde_json::Value,
-) -> Result<ArtifactManifest, RecsError> {
+) -> Result<ArtifactManifest, ArtifactError> {
     check_segment("kind", kind)?;
     check_segment("version", version)?;
     let prefix = version_prefix(kind, version);
     let manifest_key = format!("{prefix}manifest.json");
     if blobs.get_blob(&manifest_key).await?.is_some() {
-        return Err(RecsError::VersionExists(version.to_owned()));
+        return Err(ArtifactError::VersionExists(version.to_owned()));
     }
     let mut listed = Vec::with_capacity(files.len());
     for (name, body) in files {
@@ -121,7 +135,7 @@ pub async fn publish(
         files: listed,
         meta,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| RecsError::Corrupt {
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| ArtifactError::Corrupt {
         what: manifest_key.clone(),
         reason: e.to_string(),
     })?;
@@ -135,11 +149,11 @@ pub async fn move_pointer(
     blobs: &dyn BlobStore,
     kind: &str,
     version: &str,
-) -> Result<(), RecsError> {
+) -> Result<(), ArtifactError> {
     let body = serde_json::to_vec(&Pointer {
         version: version.to_owned(),
     })
-    .map_err(|e| RecsError::Invalid(e.to_string()))?;
+    .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
     blobs
         .put_blob(&pointer_key(kind), Bytes::from(body))
         .await?;
@@ -147,12 +161,12 @@ pub async fn move_pointer(
 }
 
 /// The version `LATEST` names, if any.
-pub async fn latest(blobs: &dyn BlobStore, kind: &str) -> Result<Option<String>, RecsError> {
+pub async fn latest(blobs: &dyn BlobStore, kind: &str) -> Result<Option<String>, ArtifactError> {
     let key = pointer_key(kind);
     let Some(body) = blobs.get_blob(&key).await? else {
         return Ok(None);
     };
-    let p: Pointer = serde_json::from_slice(&body).map_err(|e| RecsError::Corrupt {
+    let p: Pointer = serde_json::from_slice(&body).map_err(|e| ArtifactError::Corrupt {
         what: key.clone(),
         reason: e.to_string(),
     })?;
@@ -165,11 +179,11 @@ pub async fn load(
     blobs: &dyn BlobStore,
     kind: &str,
     version: &str,
-) -> Result<(ArtifactManifest, Vec<(String, Bytes)>), RecsError> {
+) -> Result<(ArtifactManifest, Vec<(String, Bytes)>), ArtifactError> {
     check_segment("version", version)?;
     let prefix = version_prefix(kind, version);
     let manifest_key = format!("{prefix}manifest.json");
-    let corrupt = |what: &str, reason: String| RecsError::Corrupt {
+    let corrupt = |what: &str, reason: String| ArtifactError::Corrupt {
         what: what.to_owned(),
         reason,
     };
@@ -210,11 +224,11 @@ pub async fn load(
     Ok((manifest, files))
 }
 
-pub fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Result<Bytes, RecsError> {
+pub fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Result<Bytes, ArtifactError> {
     let i = files
         .iter()
         .position(|(n, _)| n == name)
-        .ok_or_else(|| RecsError::Corrupt {
+        .ok_or_else(|| ArtifactError::Corrupt {
             what: name.to_owned(),
             reason: "not listed in the manifest".into(),
         })?;
