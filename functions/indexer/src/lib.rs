@@ -2,11 +2,14 @@
 //!
 //! - S3 `ObjectCreated` under `catalog/` → a new item-index version from that object, as a
 //!   direct S3 notification or through EventBridge (what the template wires);
+//! - S3 `ObjectCreated` of a `kb/*.jsonl` article file → a new KB index version from every
+//!   article file under `kb/`; of `kb/intents.json` → a newly trained intent model;
 //! - an EventBridge schedule → new signals (co-occurrence, popularity, trending) from the
 //!   event archive;
-//! - a direct invoke `{"job": "catalog", "key": "catalog/…"}` or `{"job": "signals"}`.
+//! - a direct invoke `{"job": "catalog", "key": "catalog/…"}`, `{"job": "kb"}`,
+//!   `{"job": "intents"}` or `{"job": "signals"}`.
 //!
-//! Other objects (the knowledge base has its own issue) are skipped and logged, never failed.
+//! Other objects are skipped and logged, never failed.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +21,8 @@ use shopmind_inference::LazyEncoder;
 use shopmind_recs::{index_catalog, index_signals, RecsError, SignalsConfig};
 use shopmind_runtime::events::{created_objects, S3BridgeEvent, ScheduledEvent};
 use shopmind_storage::BlobStore;
+use shopmind_support::indexer::{index_intents, index_kb, is_article_file, INTENTS_KEY};
+use shopmind_support::ChunkConfig;
 
 pub const FUNCTION: &str = "indexer";
 pub const CATALOG_PREFIX: &str = "catalog/";
@@ -35,14 +40,32 @@ pub enum IndexerError {
     #[error(transparent)]
     Recs(#[from] RecsError),
     #[error(transparent)]
+    Support(#[from] shopmind_support::SupportError),
+    #[error(transparent)]
     Storage(#[from] shopmind_storage::StorageError),
 }
 
 /// What one invocation asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    Catalog(Vec<String>),
+    /// Objects were created: the catalogs to index, and whether the KB articles or the
+    /// intent catalog changed (each rebuilt once however many of its files arrived).
+    Objects {
+        catalogs: Vec<String>,
+        kb: bool,
+        intents: bool,
+    },
     Signals,
+}
+
+impl Job {
+    pub fn catalogs(keys: Vec<String>) -> Self {
+        Self::Objects {
+            catalogs: keys,
+            kb: false,
+            intents: false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,13 +82,13 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
         let event: S3Event = serde_json::from_value(payload.clone())
             .map_err(|e| IndexerError::BadInvocation(format!("S3 event: {e}")))?;
         let keys = created_objects(&event).into_iter().map(|o| o.key);
-        return Ok(Job::Catalog(catalog_keys(keys)));
+        return Ok(objects_job(keys));
     }
     if payload.get("source").and_then(Value::as_str) == Some("aws.s3") {
         let event: S3BridgeEvent = serde_json::from_value(payload.clone())
             .map_err(|e| IndexerError::BadInvocation(format!("S3 EventBridge event: {e}")))?;
         let keys = event.created_object().into_iter().map(|o| o.key);
-        return Ok(Job::Catalog(catalog_keys(keys)));
+        return Ok(objects_job(keys));
     }
     if payload.get("detail-type").is_some() {
         let event: ScheduledEvent = serde_json::from_value(payload.clone())
@@ -83,26 +106,46 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
     })?;
     match (d.job.as_str(), d.key) {
         ("signals", None) => Ok(Job::Signals),
-        ("catalog", Some(k)) if k.starts_with(CATALOG_PREFIX) => Ok(Job::Catalog(vec![k])),
+        ("kb", None) => Ok(Job::Objects {
+            catalogs: vec![],
+            kb: true,
+            intents: false,
+        }),
+        ("intents", None) => Ok(Job::Objects {
+            catalogs: vec![],
+            kb: false,
+            intents: true,
+        }),
+        ("catalog", Some(k)) if k.starts_with(CATALOG_PREFIX) => Ok(Job::catalogs(vec![k])),
         ("catalog", _) => Err(IndexerError::BadInvocation(format!(
             "a catalog job needs a \"key\" under {CATALOG_PREFIX}"
         ))),
         (other, _) => Err(IndexerError::BadInvocation(format!(
-            "unknown job {other:?}; expected \"catalog\" or \"signals\""
+            "unknown job {other:?}; expected \"catalog\", \"kb\", \"intents\" or \"signals\""
         ))),
     }
 }
 
-/// The keys this function indexes: objects under `catalog/`; anything else is logged and skipped.
-fn catalog_keys(keys: impl Iterator<Item = String>) -> Vec<String> {
-    keys.filter(|k| {
-        let ours = k.starts_with(CATALOG_PREFIX) && !k.ends_with('/');
-        if !ours {
-            tracing::info!(key = %k, "object outside catalog/ skipped");
+/// Sorts created objects into jobs: catalogs under `catalog/`, article files and the intent
+/// catalog under `kb/`; anything else is logged and skipped.
+fn objects_job(keys: impl Iterator<Item = String>) -> Job {
+    let (mut catalogs, mut kb, mut intents) = (Vec::new(), false, false);
+    for k in keys {
+        if k.starts_with(CATALOG_PREFIX) && !k.ends_with('/') {
+            catalogs.push(k);
+        } else if k == INTENTS_KEY {
+            intents = true;
+        } else if is_article_file(&k) {
+            kb = true;
+        } else {
+            tracing::info!(key = %k, "object outside catalog/ and kb/ skipped");
         }
-        ours
-    })
-    .collect()
+    }
+    Job::Objects {
+        catalogs,
+        kb,
+        intents,
+    }
 }
 
 fn now_secs() -> i64 {
@@ -119,6 +162,13 @@ pub struct Handler {
 }
 
 impl Handler {
+    async fn encoder(&self) -> Result<Arc<shopmind_inference::Encoder>, IndexerError> {
+        self.encoder
+            .get()
+            .await
+            .map_err(|e| IndexerError::Encoder(e.to_string()))
+    }
+
     /// Runs the job and returns its report. A failure is returned (the invocation fails, so
     /// S3's or the scheduler's retry runs it again); nothing is half-published either way.
     pub async fn run(&self, job: Job) -> Result<Value, IndexerError> {
@@ -127,9 +177,13 @@ impl Handler {
                 let r = index_signals(self.blobs.as_ref(), &self.signals, now_secs()).await?;
                 Ok(json!({ "signals": r }))
             }
-            Job::Catalog(keys) => {
+            Job::Objects {
+                catalogs,
+                kb,
+                intents,
+            } => {
                 let mut reports = Vec::new();
-                for key in keys {
+                for key in catalogs {
                     let body = self
                         .blobs
                         .get_blob(&key)
@@ -137,11 +191,7 @@ impl Handler {
                         .ok_or_else(|| IndexerError::MissingObject(key.clone()))?;
                     let text = std::str::from_utf8(&body)
                         .map_err(|_| IndexerError::NotText(key.clone()))?;
-                    let encoder = self
-                        .encoder
-                        .get()
-                        .await
-                        .map_err(|e| IndexerError::Encoder(e.to_string()))?;
+                    let encoder = self.encoder().await?;
                     // Log lines, not a bar: one every step of 256 items.
                     let mut progress = |done: usize, total: usize| {
                         tracing::info!(done, total, "embedding catalog");
@@ -159,7 +209,28 @@ impl Handler {
                     }
                     reports.push(json!({ "key": key, "report": r }));
                 }
-                Ok(json!({ "catalogs": reports }))
+                let mut out = json!({ "catalogs": reports });
+                if kb {
+                    let encoder = self.encoder().await?;
+                    let mut progress = |done: usize, total: usize| {
+                        tracing::info!(done, total, "embedding knowledge base");
+                    };
+                    let r = index_kb(
+                        self.blobs.as_ref(),
+                        encoder,
+                        ChunkConfig::default(),
+                        now_secs(),
+                        &mut progress,
+                    )
+                    .await?;
+                    out["kb"] = json!(r);
+                }
+                if intents {
+                    let r = index_intents(self.blobs.as_ref(), self.encoder().await?, now_secs())
+                        .await?;
+                    out["intents"] = json!(r);
+                }
+                Ok(out)
             }
         }
     }

@@ -45,19 +45,35 @@ fn invocations_are_recognised_and_bad_ones_refused() {
     // The sample S3 event: one put under catalog/ (URL-decoded), one delete (skipped).
     assert_eq!(
         job_of(&sample("s3/catalog-object-created.json")).unwrap(),
-        Job::Catalog(vec!["catalog/winter sale(2026).jsonl".into()])
+        Job::catalogs(vec!["catalog/winter sale(2026).jsonl".into()])
     );
     // The same upload through EventBridge (what the template wires): the key is not encoded.
     assert_eq!(
         job_of(&sample("eventbridge/s3-catalog-object-created.json")).unwrap(),
-        Job::Catalog(vec!["catalog/winter sale(2026).jsonl".into()])
+        Job::catalogs(vec!["catalog/winter sale(2026).jsonl".into()])
     );
     let mut deleted = sample("eventbridge/s3-catalog-object-created.json");
     deleted["detail-type"] = json!("Object Deleted");
-    assert_eq!(job_of(&deleted).unwrap(), Job::Catalog(vec![]));
+    assert_eq!(job_of(&deleted).unwrap(), Job::catalogs(vec![]));
     let mut kb = sample("eventbridge/s3-catalog-object-created.json");
     kb["detail"]["object"]["key"] = json!("kb/faq.jsonl");
-    assert_eq!(job_of(&kb).unwrap(), Job::Catalog(vec![]));
+    let kb_job = |kb, intents| Job::Objects {
+        catalogs: vec![],
+        kb,
+        intents,
+    };
+    assert_eq!(job_of(&kb).unwrap(), kb_job(true, false));
+    let mut intents = sample("eventbridge/s3-catalog-object-created.json");
+    intents["detail"]["object"]["key"] = json!("kb/intents.json");
+    assert_eq!(job_of(&intents).unwrap(), kb_job(false, true));
+    let mut other = sample("eventbridge/s3-catalog-object-created.json");
+    other["detail"]["object"]["key"] = json!("exports/report.csv");
+    assert_eq!(job_of(&other).unwrap(), Job::catalogs(vec![]));
+    assert_eq!(job_of(&json!({"job": "kb"})).unwrap(), kb_job(true, false));
+    assert_eq!(
+        job_of(&json!({"job": "intents"})).unwrap(),
+        kb_job(false, true)
+    );
     assert_eq!(
         job_of(&sample("eventbridge/scheduled.json")).unwrap(),
         Job::Signals
@@ -108,7 +124,7 @@ async fn a_catalog_upload_becomes_a_new_index_version_and_bad_lines_are_reported
 
     // A missing object fails the invocation (so it is retried), and the index stays.
     let err = h
-        .run(Job::Catalog(vec!["catalog/gone.jsonl".into()]))
+        .run(Job::catalogs(vec!["catalog/gone.jsonl".into()]))
         .await
         .unwrap_err();
     assert!(matches!(err, IndexerError::MissingObject(_)));
@@ -118,7 +134,7 @@ async fn a_catalog_upload_becomes_a_new_index_version_and_bad_lines_are_reported
         .await
         .unwrap();
     assert!(h
-        .run(Job::Catalog(vec!["catalog/empty.jsonl".into()]))
+        .run(Job::catalogs(vec!["catalog/empty.jsonl".into()]))
         .await
         .is_err());
     let still = ItemIndex::latest_version(store.as_ref())

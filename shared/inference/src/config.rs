@@ -7,6 +7,7 @@ use tokio::sync::OnceCell;
 
 use crate::encoder::{Encoder, EncoderOptions};
 use crate::error::{InferenceError, Result};
+use crate::manifest::VerifiedModel;
 use crate::runtime::OrtRuntime;
 use crate::store::{ModelRef, ModelStore, S3Source};
 
@@ -123,14 +124,8 @@ impl LazyEncoder {
                 let runtime = OrtRuntime::get_or_init(&self.config.ort_library)?;
                 let store = self
                     .store
-                    .get_or_init(|| async {
-                        match &self.config.encoder_model {
-                            ModelRef::Local(_) => Arc::new(ModelStore::local_only()),
-                            ModelRef::S3 { .. } => Arc::new(ModelStore::new(
-                                Arc::new(S3Source::from_env().await),
-                                &self.config.model_cache_dir,
-                            )),
-                        }
+                    .get_or_init(|| {
+                        store_for(&self.config.encoder_model, &self.config.model_cache_dir)
                     })
                     .await;
                 let model = store.resolve(&self.config.encoder_model).await?;
@@ -146,6 +141,49 @@ impl LazyEncoder {
             })
             .await
             .cloned()
+    }
+}
+
+/// A store able to resolve `model`: local-only for a directory, S3 (with the verified
+/// cache under `cache_dir`) for `s3://`.
+async fn store_for(model: &ModelRef, cache_dir: &Path) -> Arc<ModelStore> {
+    match model {
+        ModelRef::Local(_) => Arc::new(ModelStore::local_only()),
+        ModelRef::S3 { .. } => Arc::new(ModelStore::new(
+            Arc::new(S3Source::from_env().await),
+            cache_dir,
+        )),
+    }
+}
+
+/// One model reference resolved on first use (downloaded and verified when it is in S3);
+/// for models that are not encoders, e.g. a classifier head.
+#[derive(Debug)]
+pub struct ModelSource {
+    model: ModelRef,
+    cache_dir: PathBuf,
+    store: OnceCell<Arc<ModelStore>>,
+}
+
+impl ModelSource {
+    pub fn new(model: ModelRef, cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            model,
+            cache_dir: cache_dir.into(),
+            store: OnceCell::new(),
+        }
+    }
+
+    pub fn model(&self) -> &ModelRef {
+        &self.model
+    }
+
+    pub async fn resolve(&self) -> Result<VerifiedModel> {
+        let store = self
+            .store
+            .get_or_init(|| store_for(&self.model, &self.cache_dir))
+            .await;
+        store.resolve(&self.model).await
     }
 }
 

@@ -8,7 +8,7 @@ mod manifest;
 mod runtime;
 mod store;
 
-pub use config::{InferenceConfig, LazyEncoder, DEFAULT_ENCODER_DIR};
+pub use config::{InferenceConfig, LazyEncoder, ModelSource, DEFAULT_ENCODER_DIR};
 pub use encoder::{
     cosine, dot, embed_in_steps, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions,
 };

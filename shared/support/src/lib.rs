@@ -15,7 +15,7 @@ pub mod retrieve;
 
 pub use assistant::{
     respond, retrieval_query, AssistantConfig, Citation, EscalationReason, Models, PastTurn,
-    Question, Reply, Role, Sentiment,
+    Question, Reply, Role, SentenceEncoder, Sentiment,
 };
 pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;

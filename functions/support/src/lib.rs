@@ -1,0 +1,601 @@
+//! The support function's HTTP surface:
+//!
+//! - `POST /v1/support/conversations` `{user_id?}` → 201 `{conversation_id, expires_at}`
+//! - `POST /v1/support/conversations/{id}/messages` `{text, user_id?, locale?}` → the reply
+//!   with citations, intent, sentiment, entities and the escalation decision
+//! - `GET /v1/support/conversations/{id}?user_id=` → the stored turns
+//!
+//! A conversation id is 128 random bits. A conversation created with a `user_id` answers only
+//! to that id (anything else is 404, the same as an unknown conversation, so ids cannot be
+//! probed); one created without answers to whoever holds its id. Text is masked (emails,
+//! phones, card numbers) before it is stored or logged, and the log never holds it in full.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
+use shopmind_runtime::{ApiError, Json, Query};
+use shopmind_storage::{BlobStore, ConversationMeta, ConversationStore, StorageError, Turn};
+use shopmind_support::{
+    mask, respond, retrieval_query, AssistantConfig, IntentModel, KbIndex, LinearHead, Models,
+    PastTurn, Question, Role, SupportError,
+};
+use tokio::sync::{Mutex, OnceCell, RwLock};
+
+pub const FUNCTION: &str = "support";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupportFnError {
+    #[error("{name}={value:?}: {why}")]
+    Config {
+        name: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Settings, from the environment at cold start.
+///
+/// | variable | default |
+/// | --- | --- |
+/// | `SHOPMIND_SUPPORT_MAX_CHARS` (longer messages are 413) | 2000 |
+/// | `SHOPMIND_SUPPORT_TTL_DAYS` (conversations expire) | 30 |
+/// | `SHOPMIND_SUPPORT_HISTORY_TURNS` (turns read for follow-ups and repeats) | 12 |
+/// | `SHOPMIND_SUPPORT_MAX_TURNS` (a longer conversation must start anew) | 200 |
+/// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | 0.35 |
+/// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.995 |
+/// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
+/// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
+#[derive(Debug, Clone)]
+pub struct SupportConfig {
+    pub assistant: AssistantConfig,
+    pub max_chars: usize,
+    pub ttl: Duration,
+    pub history_turns: usize,
+    pub max_turns: usize,
+    pub sentiment_model: ModelRef,
+    pub refresh: Duration,
+}
+
+impl SupportConfig {
+    pub fn from_env() -> Result<Self, SupportFnError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SupportFnError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let num = |name: &'static str, default: f64, lo: f64, hi: f64| match get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= lo && *x <= hi)
+                .ok_or(SupportFnError::Config {
+                    name,
+                    value: v,
+                    why: "out of range or not a number",
+                }),
+        };
+        let mut assistant = AssistantConfig::default();
+        assistant.retrieve.min_similarity = num(
+            "SHOPMIND_SUPPORT_MIN_SIMILARITY",
+            f64::from(assistant.retrieve.min_similarity),
+            -1.0,
+            1.0,
+        )? as f32;
+        assistant.negative_escalation = num(
+            "SHOPMIND_SUPPORT_NEGATIVE_ESCALATION",
+            f64::from(assistant.negative_escalation),
+            0.5,
+            1.0,
+        )? as f32;
+        let models_dir =
+            PathBuf::from(get("SHOPMIND_MODELS_DIR").unwrap_or_else(|| "models".into()));
+        let sentiment_model = match get("SHOPMIND_SENTIMENT_MODEL") {
+            None => ModelRef::Local(models_dir.join("sentiment-reviews-head")),
+            Some(v) => v.parse().map_err(|_| SupportFnError::Config {
+                name: "SHOPMIND_SENTIMENT_MODEL",
+                value: v,
+                why: "must be a directory or s3://bucket/prefix",
+            })?,
+        };
+        Ok(Self {
+            assistant,
+            max_chars: num("SHOPMIND_SUPPORT_MAX_CHARS", 2000.0, 1.0, 100_000.0)? as usize,
+            ttl: Duration::from_secs(
+                (num("SHOPMIND_SUPPORT_TTL_DAYS", 30.0, 1.0, 3650.0)? * 86_400.0) as u64,
+            ),
+            history_turns: num("SHOPMIND_SUPPORT_HISTORY_TURNS", 12.0, 0.0, 1000.0)? as usize,
+            max_turns: num("SHOPMIND_SUPPORT_MAX_TURNS", 200.0, 2.0, 10_000.0)? as usize,
+            sentiment_model,
+            refresh: Duration::from_secs_f64(num(
+                "SHOPMIND_INDEX_REFRESH_SECS",
+                60.0,
+                0.0,
+                86_400.0,
+            )?),
+        })
+    }
+}
+
+/// The knowledge base and intent model currently published.
+#[derive(Debug, Default)]
+pub struct Knowledge {
+    pub kb: Option<Arc<KbIndex>>,
+    pub kb_version: Option<String>,
+    pub intents: Option<Arc<IntentModel>>,
+    pub intents_version: Option<String>,
+}
+
+/// Re-reads the `LATEST` pointers at most every `refresh`; requests keep the current
+/// snapshot while one of them loads a new version, and a failed refresh keeps serving it.
+#[derive(Debug)]
+pub struct LiveKnowledge {
+    blobs: Arc<dyn BlobStore>,
+    refresh: Duration,
+    current: RwLock<Option<(Instant, Arc<Knowledge>)>>,
+    refreshing: Mutex<()>,
+}
+
+impl LiveKnowledge {
+    pub fn new(blobs: Arc<dyn BlobStore>, refresh: Duration) -> Self {
+        Self {
+            blobs,
+            refresh,
+            current: RwLock::new(None),
+            refreshing: Mutex::new(()),
+        }
+    }
+
+    async fn fresh(&self) -> Option<Arc<Knowledge>> {
+        match &*self.current.read().await {
+            Some((at, k)) if at.elapsed() < self.refresh => Some(k.clone()),
+            _ => None,
+        }
+    }
+
+    pub async fn current(&self) -> Result<Arc<Knowledge>, SupportError> {
+        if let Some(k) = self.fresh().await {
+            return Ok(k);
+        }
+        let have = self.current.read().await.as_ref().map(|(_, k)| k.clone());
+        let _guard = match (&have, self.refreshing.try_lock()) {
+            (Some(k), Err(_)) => return Ok(k.clone()),
+            (_, Ok(g)) => g,
+            (None, Err(_)) => self.refreshing.lock().await,
+        };
+        if let Some(k) = self.fresh().await {
+            return Ok(k);
+        }
+        match self.load(have.as_deref()).await {
+            Ok(k) => {
+                let k = Arc::new(k);
+                *self.current.write().await = Some((Instant::now(), k.clone()));
+                Ok(k)
+            }
+            Err(e) => match have {
+                Some(k) => {
+                    tracing::warn!(error = %e, "knowledge refresh failed; serving the current version");
+                    *self.current.write().await = Some((Instant::now(), k.clone()));
+                    Ok(k)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn load(&self, have: Option<&Knowledge>) -> Result<Knowledge, SupportError> {
+        let blobs = self.blobs.as_ref();
+        let kb_version = KbIndex::latest_version(blobs).await?;
+        let intents_version = IntentModel::latest_version(blobs).await?;
+        let kb = match (&kb_version, have) {
+            (Some(v), Some(h)) if h.kb_version.as_ref() == Some(v) => h.kb.clone(),
+            (Some(v), _) => Some(Arc::new(KbIndex::load(blobs, v).await?)),
+            (None, _) => None,
+        };
+        let intents = match (&intents_version, have) {
+            (Some(v), Some(h)) if h.intents_version.as_ref() == Some(v) => h.intents.clone(),
+            (Some(v), _) => Some(Arc::new(IntentModel::load(blobs, v).await?)),
+            (None, _) => None,
+        };
+        Ok(Knowledge {
+            kb,
+            kb_version,
+            intents,
+            intents_version,
+        })
+    }
+}
+
+/// The sentiment head, loaded on first use (local directory or S3, verified).
+#[derive(Debug)]
+pub struct LazySentiment {
+    source: ModelSource,
+    head: OnceCell<Arc<LinearHead>>,
+}
+
+impl LazySentiment {
+    pub fn new(source: ModelSource) -> Self {
+        Self {
+            source,
+            head: OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> Result<Arc<LinearHead>, String> {
+        self.head
+            .get_or_try_init(|| async {
+                let model = self.source.resolve().await.map_err(|e| e.to_string())?;
+                LinearHead::from_model(&model)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SupportState {
+    pub conversations: Arc<dyn ConversationStore>,
+    pub knowledge: Arc<LiveKnowledge>,
+    pub encoder: Arc<LazyEncoder>,
+    pub sentiment: Arc<LazySentiment>,
+    pub config: Arc<SupportConfig>,
+}
+
+pub fn router(state: SupportState) -> Router {
+    Router::new()
+        .route("/v1/support/conversations", post(create_conversation))
+        .route("/v1/support/conversations/{id}", get(read_conversation))
+        .route(
+            "/v1/support/conversations/{id}/messages",
+            post(post_message),
+        )
+        .with_state(state)
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn new_conversation_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    Ok(format!("c_{}", hex::encode(bytes)))
+}
+
+/// The owner of a conversation created without a `user_id` is this prefix + its own id.
+const ANONYMOUS: &str = "anon:";
+
+fn check_user(user_id: Option<&str>) -> Result<(), ApiError> {
+    match user_id {
+        Some(u) if u.starts_with(ANONYMOUS) => Err(ApiError::unprocessable(format!(
+            "user_id must not start with {ANONYMOUS:?}"
+        ))),
+        Some(u) if u.is_empty() || u.len() > 128 || u.chars().any(char::is_control) => Err(
+            ApiError::unprocessable("user_id must be 1-128 characters without control characters"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn storage(e: StorageError) -> ApiError {
+    match e {
+        StorageError::Conflict(m) => {
+            ApiError::conflict(format!("another message was added at the same time: {m}"))
+        }
+        other => ApiError::unavailable("the conversation store", other),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    user_id: Option<String>,
+}
+
+/// The body is optional (`{}` or nothing for an anonymous conversation).
+async fn create_conversation(
+    State(state): State<SupportState>,
+    raw: axum::body::Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let body: CreateBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| {
+            if e.is_data() {
+                ApiError::unprocessable(e.to_string())
+            } else {
+                ApiError::bad_request(format!("malformed JSON: {e}"))
+            }
+        })?
+    };
+    check_user(body.user_id.as_deref())?;
+    let now = now_secs();
+    let id = new_conversation_id()?;
+    let meta = ConversationMeta {
+        owner: body
+            .user_id
+            .clone()
+            .unwrap_or_else(|| format!("{ANONYMOUS}{id}")),
+        id,
+        created_at: now,
+        expires_at: now + state.config.ttl.as_secs() as i64,
+    };
+    state
+        .conversations
+        .create_conversation(&meta)
+        .await
+        .map_err(storage)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "conversation_id": meta.id, "expires_at": meta.expires_at })),
+    ))
+}
+
+/// The conversation, if it exists and `user_id` may use it; otherwise 404 either way.
+async fn owned(
+    state: &SupportState,
+    id: &str,
+    user_id: Option<&str>,
+) -> Result<ConversationMeta, ApiError> {
+    let missing = || ApiError::not_found(format!("conversation {id} not found"));
+    if id.len() > 64 || !id.starts_with("c_") {
+        return Err(missing());
+    }
+    let meta = state
+        .conversations
+        .get_conversation(id)
+        .await
+        .map_err(storage)?
+        .ok_or_else(missing)?;
+    if !meta.owner.starts_with(ANONYMOUS) && Some(meta.owner.as_str()) != user_id {
+        return Err(missing());
+    }
+    Ok(meta)
+}
+
+async fn all_turns(state: &SupportState, id: &str) -> Result<Vec<Turn>, ApiError> {
+    let mut turns = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .conversations
+            .list_turns(id, cursor.as_deref(), 100)
+            .await
+            .map_err(storage)?;
+        turns.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(turns),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    user_id: Option<String>,
+}
+
+async fn read_conversation(
+    State(state): State<SupportState>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let meta = owned(&state, &id, q.user_id.as_deref()).await?;
+    let turns: Vec<Value> = all_turns(&state, &id)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let mut body = t.body;
+            body["seq"] = json!(t.seq);
+            body
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "conversation_id": meta.id,
+        "expires_at": meta.expires_at,
+        "turns": turns,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: String,
+    user_id: Option<String>,
+    locale: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CitationOut<'a> {
+    article_id: &'a str,
+    title: &'a str,
+    url: Option<&'a str>,
+    score: f32,
+}
+
+async fn post_message(
+    State(state): State<SupportState>,
+    Path(id): Path<String>,
+    Json(body): Json<MessageBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let cfg = &state.config;
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::unprocessable("text must not be empty"));
+    }
+    let chars = text.chars().count();
+    if chars > cfg.max_chars {
+        return Err(ApiError::payload_too_large(format!(
+            "text is {chars} characters; the limit is {}",
+            cfg.max_chars
+        )));
+    }
+    check_user(body.user_id.as_deref())?;
+    let locale = body.locale.as_deref().filter(|l| !l.is_empty());
+    let meta = owned(&state, &id, body.user_id.as_deref()).await?;
+    let turns = all_turns(&state, &id).await?;
+    if turns.len() + 2 > cfg.max_turns {
+        return Err(ApiError::unprocessable(format!(
+            "this conversation has {} turns, the most one may hold; start a new one",
+            turns.len()
+        )));
+    }
+    let history: Vec<PastTurn> = turns
+        .iter()
+        .rev()
+        .take(cfg.history_turns)
+        .rev()
+        .filter_map(|t| serde_json::from_value(t.body.clone()).ok())
+        .collect();
+
+    let masked = mask(text);
+    let query = retrieval_query(&masked, &history);
+    let encoder = state
+        .encoder
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the encoder", e))?;
+    let knowledge = state
+        .knowledge
+        .current()
+        .await
+        .map_err(|e| ApiError::unavailable("the knowledge base", e))?;
+    let sentiment = match state.sentiment.get().await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "sentiment head unavailable; answering without it");
+            None
+        }
+    };
+    // Embedding and answering are CPU work: one trip to the blocking pool.
+    let reply = {
+        let (knowledge, cfg) = (knowledge.clone(), state.config.clone());
+        let (text, masked, query, locale) = (
+            text.to_owned(),
+            masked.clone(),
+            query.clone(),
+            locale.map(str::to_owned),
+        );
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let inputs = if query == masked {
+                vec![masked]
+            } else {
+                vec![masked, query.clone()]
+            };
+            let vectors = encoder.embed(&inputs).map_err(ApiError::internal)?;
+            let message_vector = vectors
+                .first()
+                .map(|e| e.vector.clone())
+                .unwrap_or_default();
+            let query_vector = vectors.last().map(|e| e.vector.clone()).unwrap_or_default();
+            let models = Models {
+                kb: knowledge.kb.as_deref(),
+                intents: knowledge.intents.as_deref(),
+                sentiment: sentiment.as_deref(),
+            };
+            let mut encode = |s: &[String]| {
+                encoder
+                    .embed(s)
+                    .ok()
+                    .map(|v| v.into_iter().map(|e| e.vector).collect())
+            };
+            // The unmasked text is only read for entities; nothing stores it.
+            Ok(respond(
+                models,
+                &cfg.assistant,
+                Question {
+                    text: &text,
+                    message_vector: &message_vector,
+                    query: &query,
+                    query_vector: &query_vector,
+                    locale: locale.as_deref(),
+                },
+                &history,
+                &mut encode,
+            ))
+        })
+        .await
+        .map_err(ApiError::internal)??
+    };
+    let citations: Vec<CitationOut<'_>> = reply
+        .citations
+        .iter()
+        .map(|c| CitationOut {
+            article_id: &c.article_id,
+            title: &c.title,
+            url: c.url.as_deref(),
+            score: c.score,
+        })
+        .collect();
+    let now = now_secs();
+    let seq = turns.last().map_or(0, |t| t.seq) + 1;
+    let user_turn = Turn {
+        seq,
+        body: json!({
+            "role": Role::User, "text": masked, "intent": reply.intent.name,
+            "sentiment": reply.sentiment, "at": now,
+        }),
+        expires_at: meta.expires_at,
+    };
+    let assistant_turn = Turn {
+        seq: seq + 1,
+        body: json!({
+            "role": Role::Assistant, "text": reply.reply, "citations": citations,
+            "escalate": reply.escalate, "escalation_reason": reply.escalation_reason,
+            "confidence": reply.confidence, "at": now,
+        }),
+        expires_at: meta.expires_at,
+    };
+    state
+        .conversations
+        .append_turn(&id, &user_turn)
+        .await
+        .map_err(storage)?;
+    state
+        .conversations
+        .append_turn(&id, &assistant_turn)
+        .await
+        .map_err(storage)?;
+    tracing::info!(
+        conversation = %id,
+        chars,
+        intent = %reply.intent.name,
+        sentiment = %reply.sentiment.label,
+        escalate = reply.escalate,
+        reason = ?reply.escalation_reason,
+        confidence = reply.confidence,
+        injection_suspected = reply.injection_suspected,
+        kb_version = knowledge.kb_version.as_deref().unwrap_or(""),
+        "support reply"
+    );
+    let entities: Vec<Value> = reply
+        .entities
+        .iter()
+        .map(|e| json!({ "kind": e.kind, "value": e.value }))
+        .collect();
+    Ok(axum::Json(json!({
+        "reply": reply.reply,
+        "citations": citations,
+        "intent": { "name": reply.intent.name, "confidence": reply.intent.confidence },
+        "sentiment": reply.sentiment,
+        "entities": entities,
+        "escalate": reply.escalate,
+        "escalation_reason": reply.escalation_reason,
+        "confidence": reply.confidence,
+        "kb_version": knowledge.kb_version,
+    })))
+}
