@@ -42,6 +42,64 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
 }
 
+/// The inference settings of a test on this checkout: models from [`models_dir`].
+pub fn local_inference() -> shopmind_inference::InferenceConfig {
+    let models = models_dir().to_string_lossy().into_owned();
+    shopmind_inference::InferenceConfig::from_lookup(move |k| {
+        (k == "SHOPMIND_MODELS_DIR").then(|| models.clone())
+    })
+    .unwrap_or_else(|e| panic!("test inference config: {e}"))
+}
+
+/// Runs a bench's async body on a multi-threaded runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+        .block_on(f)
+}
+
+/// Puts the sample knowledge base (`infra/samples/kb/`: help.jsonl, intents.json) and any
+/// `extra` article lines under `kb/` in `store`, and runs the indexer's KB and intents jobs.
+pub async fn seed_sample_kb(
+    store: &dyn shopmind_storage::BlobStore,
+    encoder: std::sync::Arc<shopmind_inference::Encoder>,
+    extra: Option<String>,
+) -> shopmind_support::indexer::KbReport {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/samples/kb");
+    let mut files: Vec<(String, Vec<u8>)> = ["help.jsonl", "intents.json"]
+        .iter()
+        .map(|f| {
+            let body = std::fs::read(samples.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            (format!("kb/{f}"), body)
+        })
+        .collect();
+    if let Some(extra) = extra {
+        files.push(("kb/more.jsonl".into(), extra.into_bytes()));
+    }
+    for (key, body) in files {
+        store
+            .put_blob(&key, body.into())
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    let now = 1_795_845_600;
+    let report = shopmind_support::indexer::index_kb(
+        store,
+        encoder.clone(),
+        shopmind_support::ChunkConfig::default(),
+        now,
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("index_kb: {e}"));
+    shopmind_support::indexer::index_intents(store, encoder, now)
+        .await
+        .unwrap_or_else(|e| panic!("index_intents: {e}"));
+    report
+}
+
 /// The emulator's endpoint. The AWS half of the suite never skips itself: without the
 /// emulator it fails and says how to start it.
 pub fn aws_endpoint() -> String {

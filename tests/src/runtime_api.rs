@@ -207,3 +207,64 @@ async fn handle(
     }
     Ok(reply(StatusCode::NOT_FOUND, Bytes::new()))
 }
+
+/// One start of a function binary under a fresh [`RuntimeApi`].
+#[derive(Debug)]
+pub struct ColdStart {
+    /// Process start → the function's first poll (its init finished).
+    pub init: Duration,
+    /// Process start → the first event's answer.
+    pub first_answer: Duration,
+    /// The same event again, on the now warm process: invoke → answer.
+    pub warm_answer: Duration,
+    /// The first answer's body (the function's response, e.g. an API Gateway response).
+    pub first_body: serde_json::Value,
+}
+
+/// Starts `binary` with `env` (plus the Lambda variables), sends `event` twice, and stops it.
+/// A failure carries the binary's stderr.
+pub async fn cold_start(
+    binary: &str,
+    function: &str,
+    env: &[(String, String)],
+    event: &serde_json::Value,
+) -> Result<ColdStart, String> {
+    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .envs(api.lambda_env(function))
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+    let wait = |rx: oneshot::Receiver<Answer>| async {
+        match tokio::time::timeout(Duration::from_secs(300), rx).await {
+            Ok(Ok(a)) if a.ok => Ok(a),
+            Ok(Ok(a)) => Err(format!("the function reported an error: {}", a.body)),
+            _ => Err(format!(
+                "no answer from the function (init error: {:?})",
+                api.init_error()
+            )),
+        }
+    };
+    let first = match wait(api.invoke(event)).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = child.start_kill();
+            let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+            return Err(format!("{e}\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+    };
+    let sent = Instant::now();
+    let warm = wait(api.invoke(event)).await?;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Ok(ColdStart {
+        init: api.first_poll().map_or(Duration::ZERO, |t| t - started),
+        first_answer: first.at - started,
+        warm_answer: warm.at - sent,
+        first_body: first.body,
+    })
+}

@@ -11,21 +11,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use shopmind_e2e::runtime_api::{Answer, RuntimeApi};
+use shopmind_e2e::runtime_api::{cold_start, ColdStart};
 use shopmind_recs::{ItemIndex, ItemMeta};
 use shopmind_storage::aws::{AwsNames, AwsStore};
 
 const DIM: usize = 384;
-
-struct Run {
-    init: Duration,
-    first_answer: Duration,
-    warm: Duration,
-}
 
 fn synthetic_index(n: usize) -> ItemIndex {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -49,56 +42,20 @@ fn synthetic_index(n: usize) -> ItemIndex {
     ItemIndex::new(&format!("cold-{n}"), "synthetic", DIM, meta, vectors).unwrap()
 }
 
-async fn start_once(names: (&str, &str), event: &Value) -> Result<(Run, Value), String> {
-    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
-    let endpoint = shopmind_e2e::aws_endpoint();
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recommend"))
-        .envs(api.lambda_env("recommend"))
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("SHOPMIND_TABLE_PREFIX", names.0)
-        .env("SHOPMIND_BUCKET", names.1)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start the recommend binary: {e}"))?;
-    let wait = |rx: tokio::sync::oneshot::Receiver<Answer>| async {
-        match tokio::time::timeout(Duration::from_secs(300), rx).await {
-            Ok(Ok(a)) => Ok(a),
-            _ => Err(format!(
-                "no answer from the function (init error: {:?})",
-                api.init_error()
-            )),
-        }
-    };
-    let first = wait(api.invoke(event)).await;
-    let first = match first {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = child.start_kill();
-            let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-            return Err(format!("{e}\n{}", String::from_utf8_lossy(&out.stderr)));
-        }
-    };
-    let warm_sent = Instant::now();
-    let warm = wait(api.invoke(event)).await?;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let init = api.first_poll().map_or(Duration::ZERO, |t| t - started);
-    assert!(first.ok && warm.ok, "{:?}", first.body);
-    Ok((
-        Run {
-            init,
-            first_answer: first.at - started,
-            warm: warm.at - warm_sent,
-        },
-        first.body,
-    ))
+async fn start_once(names: (&str, &str), event: &Value) -> Result<ColdStart, String> {
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", shopmind_e2e::aws_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("SHOPMIND_TABLE_PREFIX", names.0.into()),
+        ("SHOPMIND_BUCKET", names.1.into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    cold_start(env!("CARGO_BIN_EXE_recommend"), "recommend", &env, event).await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -141,7 +98,8 @@ async fn run(full: bool) {
         drop(index);
         let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (r, body) = start_once((&prefix, &bucket), &event).await.unwrap();
+            let r = start_once((&prefix, &bucket), &event).await.unwrap();
+            let body = &r.first_body;
             // The answer is the real route's: 200 with ten similar items and their reasons.
             assert_eq!(body["statusCode"], 200, "{body}");
             let page: Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
@@ -150,7 +108,7 @@ async fn run(full: bool) {
             assert!(items.iter().all(|i| i["item_id"] != "item-42"));
             init.push(ms(r.init));
             first.push(ms(r.first_answer));
-            warm.push(ms(r.warm));
+            warm.push(ms(r.warm_answer));
         }
         let (i, f, w) = (median(init), median(first), median(warm));
         println!(
@@ -164,10 +122,5 @@ async fn run(full: bool) {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(full));
+    shopmind_e2e::block_on(run(std::env::args().any(|a| a == "--bench")));
 }

@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use shopmind_inference::{InferenceConfig, LazyEncoder, ModelRef, ModelSource};
+use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
 use shopmind_storage::embedded::EmbeddedStore;
-use shopmind_storage::BlobStore;
-use shopmind_support::indexer::{index_intents, index_kb};
-use shopmind_support::ChunkConfig;
 use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState};
 use tower::ServiceExt;
 
@@ -26,52 +22,14 @@ fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
 }
 
-const KB: &str = r#"{"id":"returns","title":"Returns and refunds","url":"https://shop.example/help/returns","body":"You can return any item within 30 days of delivery for a full refund.\n\n## How to return\nStart a return from your account page, print the prepaid label and drop the parcel at any post office.\n\n## Refund timing\nRefunds reach your original payment method within 5 business days after we receive the parcel."}
-{"id":"shipping","title":"Shipping and delivery","url":"https://shop.example/help/shipping","body":"Standard delivery takes 3 to 5 business days. Express delivery arrives the next business day if you order before 2 pm. Shipping is free on orders over 50 euros."}
-{"id":"warranty","title":"Warranty","url":"https://shop.example/help/warranty","body":"Electronics carry a two-year warranty against manufacturing defects. Contact us with your order number and a photo of the fault to make a claim."}
-{"id":"payment","title":"Payment methods","url":"https://shop.example/help/payment","body":"We accept Visa, Mastercard, PayPal and gift cards. Your card is charged when the order ships."}
-{"id":"tracking","title":"Tracking your order","url":"https://shop.example/help/tracking","body":"Every shipped order gets a tracking link by email. You can also see the status of your order on the Orders page of your account."}
-"#;
-
-const INTENTS: &str = r#"{"intents":[
- {"name":"returns","examples":["How do I return an item?","Can I send this dress back?","I want a refund","how long do I have to return something","where is my refund"]},
- {"name":"delivery","examples":["When will my parcel arrive?","How long does shipping take?","Do you have express delivery?","is shipping free","delivery times"]},
- {"name":"warranty","examples":["My headphones broke after a month","Is there a warranty?","The device stopped working","claim a defect","repair under guarantee"]},
- {"name":"payment","examples":["Which cards do you accept?","Can I pay with PayPal?","When is my card charged?","payment options","do you take gift cards"]},
- {"name":"legal_complaint","handoff":true,"examples":["I will take legal action","I'm contacting my lawyer","this is fraud and I will sue","report you to consumer protection","formal complaint to the authorities"]}
-]}"#;
-
 async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let models = models_dir().to_string_lossy().into_owned();
-    let m = models.clone();
-    let inference =
-        InferenceConfig::from_lookup(move |k| (k == "SHOPMIND_MODELS_DIR").then(|| m.clone()))
-            .unwrap();
-    let encoder = Arc::new(LazyEncoder::new(inference));
-    store
-        .put_blob("kb/help.jsonl", Bytes::from(KB))
-        .await
-        .unwrap();
-    store
-        .put_blob("kb/intents.json", Bytes::from(INTENTS))
-        .await
-        .unwrap();
-    let enc = encoder.get().await.unwrap();
-    let report = index_kb(
-        store.as_ref(),
-        enc.clone(),
-        ChunkConfig::default(),
-        1_795_845_600,
-        &mut |_, _| {},
-    )
-    .await
-    .unwrap();
+    let encoder = Arc::new(LazyEncoder::new(shopmind_e2e::local_inference()));
+    let report =
+        shopmind_e2e::seed_sample_kb(store.as_ref(), encoder.get().await.unwrap(), None).await;
     assert_eq!((report.articles, report.bad_lines.len()), (5, 0));
-    index_intents(store.as_ref(), enc, 1_795_845_600)
-        .await
-        .unwrap();
     let config = SupportConfig::from_lookup(|k| match k {
         "SHOPMIND_MODELS_DIR" => Some(models.clone()),
         "SHOPMIND_SUPPORT_MAX_CHARS" => Some("500".into()),

@@ -66,6 +66,12 @@ enum IndexCommand {
     Catalog { file: PathBuf },
     /// Co-occurrence, popularity and trending from the event archive.
     Signals,
+    /// Store a knowledge-base JSONL file (id, title, body, url, locale, tags) under kb/ and
+    /// rebuild the KB index from every article file there.
+    Kb { file: PathBuf },
+    /// Store an intent catalog ({"intents": [{name, handoff, examples}]}) as kb/intents.json
+    /// and train the intent model.
+    Intents { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +102,8 @@ enum EvalCommand {
 enum CliError {
     #[error("{0}")]
     Eval(String),
+    #[error("support: {0}")]
+    Support(String),
     #[error(transparent)]
     Recs(#[from] shopmind_recs::RecsError),
     #[error(transparent)]
@@ -252,6 +260,46 @@ async fn index(
             let cfg = shopmind_recs::SignalsConfig::default();
             serde_json::to_value(shopmind_recs::index_signals(&store, &cfg, now_secs()).await?)?
         }
+        IndexCommand::Kb { file } | IndexCommand::Intents { file } => {
+            use shopmind_storage::BlobStore;
+            let body = std::fs::read(&file).map_err(|source| CliError::Io {
+                what: "could not read",
+                path: file.display().to_string(),
+                source,
+            })?;
+            let encoder = LazyEncoder::new(inference).get().await?;
+            let support = |e: shopmind_support::SupportError| CliError::Support(e.to_string());
+            if file.extension().is_some_and(|x| x == "json") {
+                store
+                    .put_blob(shopmind_support::indexer::INTENTS_KEY, body.into())
+                    .await?;
+                serde_json::to_value(
+                    shopmind_support::indexer::index_intents(&store, encoder, now_secs())
+                        .await
+                        .map_err(support)?,
+                )?
+            } else {
+                let name = file.file_name().map_or("articles.jsonl".into(), |n| {
+                    n.to_string_lossy().into_owned()
+                });
+                store.put_blob(&format!("kb/{name}"), body.into()).await?;
+                let mut progress = |done: usize, total: usize| eprint!("\r{done}/{total} chunks");
+                let r = shopmind_support::indexer::index_kb(
+                    &store,
+                    encoder,
+                    shopmind_support::ChunkConfig::default(),
+                    now_secs(),
+                    &mut progress,
+                )
+                .await
+                .map_err(support)?;
+                eprintln!();
+                for (key, bad) in &r.bad_lines {
+                    eprintln!("{key}:{}: skipped: {}", bad.line, bad.reason);
+                }
+                serde_json::to_value(r)?
+            }
+        }
     };
     println!("{report}");
     Ok(())
@@ -369,6 +417,51 @@ async fn eval_support(
     for (name, h1, h3) in &report.retrieval {
         println!("| {name} | {h1:.4} | {h3:.4} |");
     }
+    // Sentiment: the shipped head on the reviews its training held out.
+    let heldout = std::path::Path::new(".cache/eval/reviews/heldout.jsonl");
+    if !heldout.exists() {
+        let python = if std::path::Path::new(".venv/bin/python").exists() {
+            ".venv/bin/python"
+        } else {
+            "python3"
+        };
+        let status = std::process::Command::new(python)
+            .args(["infra/scripts/train_sentiment.py", "--heldout-only"])
+            .status()
+            .map_err(|e| CliError::Eval(format!("could not run train_sentiment.py: {e}")))?;
+        if !status.success() {
+            return Err(CliError::Eval(format!(
+                "train_sentiment.py --heldout-only failed ({status})"
+            )));
+        }
+    }
+    let sentiment_cfg =
+        support::SupportConfig::from_env().map_err(|e| CliError::Support(e.to_string()))?;
+    let model =
+        shopmind_inference::ModelSource::new(sentiment_cfg.sentiment_model, "/tmp/shopmind-models")
+            .resolve()
+            .await?;
+    let head = shopmind_support::LinearHead::from_model(&model)
+        .map_err(|e| CliError::Support(e.to_string()))?;
+    let encoder = LazyEncoder::new(InferenceConfig::from_env()?).get().await?;
+    let path = heldout.to_owned();
+    let r = tokio::task::spawn_blocking(move || {
+        shopmind_support::eval::evaluate_sentiment(
+            &path,
+            encoder,
+            &head,
+            &mut |what, done, total| {
+                eprintln!("[eval] {what}: {done}/{total}");
+            },
+        )
+    })
+    .await
+    .map_err(|e| CliError::Eval(e.to_string()))?
+    .map_err(|e| CliError::Eval(e.to_string()))?;
+    println!(
+        "\n| sentiment ({} held-out reviews) | accuracy | balanced accuracy |\n| --- | --- | --- |\n| linear head (ours) | {:.4} | {:.4} |\n| majority class (baseline) | {:.4} | 0.5000 |",
+        r.reviews, r.accuracy, r.balanced_accuracy, r.majority
+    );
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -379,14 +472,30 @@ fn app(
     limits: EmbedLimits,
     store: Arc<shopmind_storage::embedded::EmbeddedStore>,
     recs: recommend::RecommendConfig,
+    support_cfg: support::SupportConfig,
+    model_cache_dir: &std::path::Path,
 ) -> axum::Router {
     let recommend = recommend::router(recommend::RecommendState {
         profiles: store.clone(),
-        indexes: Arc::new(shopmind_recs::LiveIndexes::new(store, recs.refresh)),
+        indexes: Arc::new(shopmind_recs::LiveIndexes::new(store.clone(), recs.refresh)),
         encoder: encoder.clone(),
         config: Arc::new(recs),
     });
-    let routes = shopmind_embed_api::router(EmbedState { encoder, limits }).merge(recommend);
+    let support = support::router(support::SupportState {
+        conversations: store.clone(),
+        knowledge: Arc::new(support::LiveKnowledge::new(store, support_cfg.refresh)),
+        sentiment: Arc::new(support::LazySentiment::new(
+            shopmind_inference::ModelSource::new(
+                support_cfg.sentiment_model.clone(),
+                model_cache_dir,
+            ),
+        )),
+        encoder: encoder.clone(),
+        config: Arc::new(support_cfg),
+    });
+    let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
+        .merge(recommend)
+        .merge(support);
     shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
 
@@ -404,6 +513,7 @@ async fn serve(
     // The embedded store; opening it now checks the data dir is usable before the server
     // says it is up.
     let store = Arc::new(shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?);
+    let model_cache_dir = inference.model_cache_dir.clone();
     let encoder = Arc::new(LazyEncoder::new(inference));
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing
@@ -434,6 +544,8 @@ async fn serve(
         EmbedLimits::from_env()?,
         store,
         recommend::RecommendConfig::from_env()?,
+        support::SupportConfig::from_env().map_err(|e| CliError::Support(e.to_string()))?,
+        &model_cache_dir,
     );
     shopmind_runtime::serve_local(app, listener).await?;
     Ok(())

@@ -253,6 +253,58 @@ pub fn evaluate_banking77(
     })
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct SentimentReport {
+    pub reviews: usize,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    /// Accuracy of always answering the most common label (the baseline).
+    pub majority: f64,
+}
+
+/// Scores `head` on held-out labelled texts (JSONL lines `{"text", "label"}`).
+pub fn evaluate_sentiment(
+    heldout: &Path,
+    encoder: Arc<Encoder>,
+    head: &crate::head::LinearHead,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<SentimentReport, SupportError> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        text: String,
+        label: String,
+    }
+    let text = std::fs::read_to_string(heldout)
+        .map_err(|e| SupportError::Invalid(format!("{}: {e}", heldout.display())))?;
+    let lines: Vec<Line> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| SupportError::Invalid(format!("{}: {e}", heldout.display())))?;
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    let x = embed(&encoder, &texts, "embedding reviews", progress)?;
+    let dim = encoder.dimension();
+    let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let got = head.predict(&x[i * dim..(i + 1) * dim]).map(|(p, _)| p);
+        let e = per.entry(l.label.as_str()).or_insert((0, 0));
+        e.0 += usize::from(got == Some(l.label.as_str()));
+        e.1 += 1;
+    }
+    let n = lines.len().max(1) as f64;
+    let correct: usize = per.values().map(|v| v.0).sum();
+    let balanced =
+        per.values().map(|v| v.0 as f64 / v.1 as f64).sum::<f64>() / per.len().max(1) as f64;
+    let majority = per.values().map(|v| v.1).max().unwrap_or(0) as f64 / n;
+    Ok(SentimentReport {
+        reviews: lines.len(),
+        accuracy: correct as f64 / n,
+        balanced_accuracy: balanced,
+        majority,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::read_csv;
