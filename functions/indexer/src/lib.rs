@@ -12,7 +12,6 @@
 //! Other objects are skipped and logged, never failed.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::s3::S3Event;
 use serde::Deserialize;
@@ -148,12 +147,6 @@ fn objects_job(keys: impl Iterator<Item = String>) -> Job {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[derive(Debug, Clone)]
 pub struct Handler {
     pub blobs: Arc<dyn BlobStore>,
@@ -174,7 +167,12 @@ impl Handler {
     pub async fn run(&self, job: Job) -> Result<Value, IndexerError> {
         match job {
             Job::Signals => {
-                let r = index_signals(self.blobs.as_ref(), &self.signals, now_secs()).await?;
+                let r = index_signals(
+                    self.blobs.as_ref(),
+                    &self.signals,
+                    shopmind_storage::now_secs(),
+                )
+                .await?;
                 Ok(json!({ "signals": r }))
             }
             Job::Objects {
@@ -200,7 +198,7 @@ impl Handler {
                         self.blobs.as_ref(),
                         text,
                         encoder,
-                        now_secs(),
+                        shopmind_storage::now_secs(),
                         &mut progress,
                     )
                     .await?;
@@ -219,15 +217,19 @@ impl Handler {
                         self.blobs.as_ref(),
                         encoder,
                         ChunkConfig::default(),
-                        now_secs(),
+                        shopmind_storage::now_secs(),
                         &mut progress,
                     )
                     .await?;
                     out["kb"] = json!(r);
                 }
                 if intents {
-                    let r = index_intents(self.blobs.as_ref(), self.encoder().await?, now_secs())
-                        .await?;
+                    let r = index_intents(
+                        self.blobs.as_ref(),
+                        self.encoder().await?,
+                        shopmind_storage::now_secs(),
+                    )
+                    .await?;
                     out["intents"] = json!(r);
                 }
                 Ok(out)

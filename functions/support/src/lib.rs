@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -263,12 +263,6 @@ pub fn router(state: SupportState) -> Router {
         .with_state(state)
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn new_conversation_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
@@ -322,7 +316,7 @@ async fn create_conversation(
         })?
     };
     check_user(body.user_id.as_deref())?;
-    let now = now_secs();
+    let now = shopmind_storage::now_secs();
     let id = new_conversation_id()?;
     let meta = ConversationMeta {
         owner: body
@@ -541,7 +535,7 @@ async fn post_message(
             score: c.score,
         })
         .collect();
-    let now = now_secs();
+    let now = shopmind_storage::now_secs();
     let seq = turns.last().map_or(0, |t| t.seq) + 1;
     let user_turn = Turn {
         seq,

@@ -213,12 +213,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 async fn index(
     what: IndexCommand,
     data_dir: &std::path::Path,
@@ -249,8 +243,14 @@ async fn index(
                     eprintln!();
                 }
             };
-            let r =
-                shopmind_recs::index_catalog(&store, &text, encoder, now_secs(), &mut bar).await?;
+            let r = shopmind_recs::index_catalog(
+                &store,
+                &text,
+                encoder,
+                shopmind_storage::now_secs(),
+                &mut bar,
+            )
+            .await?;
             for bad in &r.bad_lines {
                 eprintln!("{}:{}: skipped: {}", file.display(), bad.line, bad.reason);
             }
@@ -258,7 +258,9 @@ async fn index(
         }
         IndexCommand::Signals => {
             let cfg = shopmind_recs::SignalsConfig::default();
-            serde_json::to_value(shopmind_recs::index_signals(&store, &cfg, now_secs()).await?)?
+            serde_json::to_value(
+                shopmind_recs::index_signals(&store, &cfg, shopmind_storage::now_secs()).await?,
+            )?
         }
         IndexCommand::Kb { file } | IndexCommand::Intents { file } => {
             use shopmind_storage::BlobStore;
@@ -274,9 +276,13 @@ async fn index(
                     .put_blob(shopmind_support::indexer::INTENTS_KEY, body.into())
                     .await?;
                 serde_json::to_value(
-                    shopmind_support::indexer::index_intents(&store, encoder, now_secs())
-                        .await
-                        .map_err(support)?,
+                    shopmind_support::indexer::index_intents(
+                        &store,
+                        encoder,
+                        shopmind_storage::now_secs(),
+                    )
+                    .await
+                    .map_err(support)?,
                 )?
             } else {
                 let name = file.file_name().map_or("articles.jsonl".into(), |n| {
@@ -288,7 +294,7 @@ async fn index(
                     &store,
                     encoder,
                     shopmind_support::ChunkConfig::default(),
-                    now_secs(),
+                    shopmind_storage::now_secs(),
                     &mut progress,
                 )
                 .await
@@ -499,6 +505,62 @@ fn app(
     shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
 
+/// The demo's sample data (`infra/samples/`), built into the binary so `--demo` works from
+/// any directory.
+const DEMO_CATALOG: &str = include_str!("../../../infra/samples/catalog.jsonl");
+const DEMO_KB: &str = include_str!("../../../infra/samples/kb/help.jsonl");
+const DEMO_INTENTS: &str = include_str!("../../../infra/samples/kb/intents.json");
+
+/// Indexes the sample catalog and knowledge base into `store` when it has none, so every
+/// route answers on a fresh data dir. Data already there is left alone.
+async fn seed_demo(
+    store: &shopmind_storage::embedded::EmbeddedStore,
+    encoder: Arc<shopmind_inference::Encoder>,
+) -> Result<(), CliError> {
+    use shopmind_storage::BlobStore;
+    let now = shopmind_storage::now_secs();
+    if shopmind_recs::ItemIndex::latest_version(store)
+        .await?
+        .is_none()
+    {
+        let r =
+            shopmind_recs::index_catalog(store, DEMO_CATALOG, encoder.clone(), now, &mut |_, _| {})
+                .await?;
+        println!(
+            "demo: indexed {} sample items (infra/samples/catalog.jsonl)",
+            r.items
+        );
+    }
+    let support = |e: shopmind_support::SupportError| CliError::Support(e.to_string());
+    if shopmind_support::KbIndex::latest_version(store)
+        .await
+        .map_err(support)?
+        .is_none()
+    {
+        store.put_blob("kb/help.jsonl", DEMO_KB.into()).await?;
+        store
+            .put_blob(shopmind_support::indexer::INTENTS_KEY, DEMO_INTENTS.into())
+            .await?;
+        let kb = shopmind_support::indexer::index_kb(
+            store,
+            encoder.clone(),
+            shopmind_support::ChunkConfig::default(),
+            now,
+            &mut |_, _| {},
+        )
+        .await
+        .map_err(support)?;
+        shopmind_support::indexer::index_intents(store, encoder, now)
+            .await
+            .map_err(support)?;
+        println!(
+            "demo: indexed {} sample help articles and their intents (infra/samples/kb/)",
+            kb.articles
+        );
+    }
+    Ok(())
+}
+
 async fn serve(
     addr: SocketAddr,
     data_dir: PathBuf,
@@ -518,7 +580,8 @@ async fn serve(
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing
         // model is reported now rather than on the first call.
-        encoder.get().await?;
+        let loaded = encoder.get().await?;
+        seed_demo(store.as_ref(), loaded).await?;
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -536,7 +599,7 @@ async fn serve(
     println!("shopmind listening on http://{local}");
     if demo {
         println!(
-            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n"
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n"
         );
     }
     let app = app(

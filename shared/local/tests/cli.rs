@@ -71,7 +71,7 @@ fn http(addr: &str, request: &str) -> String {
 }
 
 #[test]
-fn serve_answers_health_and_embeddings_over_tcp() {
+fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     let data = std::env::temp_dir().join(format!("shopmind-cli-test-{}", std::process::id()));
     let mut child = shopmind()
         .args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
@@ -110,6 +110,35 @@ fn serve_answers_health_and_embeddings_over_tcp() {
 
     let bad = http(&addr, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{\"te");
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+
+    // --demo indexed the sample catalog and help articles: recommend and support answer.
+    let similar = http(
+        &addr,
+        "GET /v1/items/dress-linen/similar?limit=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(similar.starts_with("HTTP/1.1 200"), "{similar}");
+    assert!(
+        similar.contains("\"item_id\":\"dress-"),
+        "another dress is most similar: {similar}"
+    );
+    let created = http(
+        &addr,
+        "POST /v1/support/conversations HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let id = created
+        .split("\"conversation_id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let body = r#"{"text":"How many days do I have to return a dress?"}"#;
+    let reply = http(&addr, &format!(
+        "POST /v1/support/conversations/{id}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"article_id\":\"returns\""), "{reply}");
 
     child.kill().unwrap();
     child.wait().unwrap();

@@ -48,12 +48,6 @@ pub struct ProfileUpdater {
     items: Option<Arc<dyn ItemVectors>>,
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// The idempotency key of an event: per profile, so forgetting a shopper can drop them all.
 pub fn idempotency_key(profile_id: &str, event_id: &str) -> String {
     format!("profile:{profile_id}:{event_id}")
@@ -112,7 +106,7 @@ impl ProfileUpdater {
     /// id (a reused id with a different body is refused), and the applied ids inside the
     /// profile cover a crash between the profile write and the record's completion.
     pub async fn apply(&self, ev: &ValidEvent) -> Result<Applied, ProfileError> {
-        if !self.check_time(ev, now_secs())? {
+        if !self.check_time(ev, shopmind_storage::now_secs())? {
             return Ok(Applied::TooOld);
         }
         let key = idempotency_key(&ev.profile_id, &ev.event.event_id);

@@ -150,7 +150,9 @@ pub(crate) fn decode_doc<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8
     serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(format!("{what}: {e}")))
 }
 
-pub(crate) fn now_secs() -> i64 {
+/// The wall clock in Unix seconds (0 before 1970 rather than a panic); the one clock every
+/// crate uses for TTLs, versions and event ages.
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
