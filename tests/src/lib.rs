@@ -84,19 +84,9 @@ pub async fn seed_sample_kb(
             .await
             .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
-    let now = 1_795_845_600;
-    let report = shopmind_support::indexer::index_kb(
-        store,
-        encoder.clone(),
-        shopmind_support::ChunkConfig::default(),
-        now,
-        &mut |_, _| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("index_kb: {e}"));
-    shopmind_support::indexer::index_intents(store, encoder, now)
+    let (report, _) = shopmind_support::indexer::index_knowledge(store, encoder, 1_795_845_600)
         .await
-        .unwrap_or_else(|e| panic!("index_intents: {e}"));
+        .unwrap_or_else(|e| panic!("indexing the sample KB: {e}"));
     report
 }
 

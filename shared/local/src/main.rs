@@ -541,16 +541,7 @@ async fn seed_demo(
         store
             .put_blob(shopmind_support::indexer::INTENTS_KEY, DEMO_INTENTS.into())
             .await?;
-        let kb = shopmind_support::indexer::index_kb(
-            store,
-            encoder.clone(),
-            shopmind_support::ChunkConfig::default(),
-            now,
-            &mut |_, _| {},
-        )
-        .await
-        .map_err(support)?;
-        shopmind_support::indexer::index_intents(store, encoder, now)
+        let (kb, _) = shopmind_support::indexer::index_knowledge(store, encoder, now)
             .await
             .map_err(support)?;
         println!(

@@ -157,3 +157,22 @@ pub async fn index_intents(
         examples: texts.len(),
     })
 }
+
+/// Both jobs with the default chunking: the KB index from every article file, then the
+/// intent model (seeding a fresh store, or an operator's full rebuild).
+pub async fn index_knowledge(
+    blobs: &dyn BlobStore,
+    encoder: Arc<Encoder>,
+    now: i64,
+) -> Result<(KbReport, IntentsReport), SupportError> {
+    let kb = index_kb(
+        blobs,
+        encoder.clone(),
+        ChunkConfig::default(),
+        now,
+        &mut |_, _| {},
+    )
+    .await?;
+    let intents = index_intents(blobs, encoder, now).await?;
+    Ok((kb, intents))
+}
