@@ -133,3 +133,49 @@ pub fn unique_bucket(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A fresh set of tables and a bucket in the emulator, and the environment a function's
+/// binary needs to use them (endpoint, test credentials, names).
+#[derive(Debug)]
+pub struct EmulatorDeployment {
+    pub store: shopmind_storage::aws::AwsStore,
+    pub table_prefix: String,
+    pub bucket: String,
+}
+
+impl EmulatorDeployment {
+    pub async fn create(tag: &str) -> Self {
+        let unique = format!("{tag}{}", std::process::id());
+        let (table_prefix, bucket) = (format!("{unique}-"), format!("bucket-{unique}"));
+        let store = shopmind_storage::aws::AwsStore::from_sdk_config(
+            &aws_config().await,
+            shopmind_storage::aws::AwsNames::new(&table_prefix, &bucket),
+        );
+        store
+            .ensure_resources()
+            .await
+            .unwrap_or_else(|e| panic!("creating emulator tables: {e}"));
+        Self {
+            store,
+            table_prefix,
+            bucket,
+        }
+    }
+
+    /// The variables for a child process, plus `extra`.
+    pub fn env(&self, extra: &[(&str, String)]) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", aws_endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("SHOPMIND_TABLE_PREFIX", self.table_prefix.clone()),
+            ("SHOPMIND_BUCKET", self.bucket.clone()),
+            ("RUST_LOG", "warn".into()),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}

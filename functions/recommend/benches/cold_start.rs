@@ -14,9 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use shopmind_e2e::runtime_api::{cold_start, ColdStart};
+use shopmind_e2e::runtime_api::cold_start;
 use shopmind_recs::{ItemIndex, ItemMeta};
-use shopmind_storage::aws::{AwsNames, AwsStore};
 
 const DIM: usize = 384;
 
@@ -40,22 +39,6 @@ fn synthetic_index(n: usize) -> ItemIndex {
         .collect();
     let vectors = (0..n * DIM).map(|_| next()).collect();
     ItemIndex::new(&format!("cold-{n}"), "synthetic", DIM, meta, vectors).unwrap()
-}
-
-async fn start_once(names: (&str, &str), event: &Value) -> Result<ColdStart, String> {
-    let env: Vec<(String, String)> = [
-        ("AWS_ENDPOINT_URL", shopmind_e2e::aws_endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("SHOPMIND_TABLE_PREFIX", names.0.into()),
-        ("SHOPMIND_BUCKET", names.1.into()),
-        ("RUST_LOG", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    cold_start(env!("CARGO_BIN_EXE_recommend"), "recommend", &env, event).await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -85,20 +68,20 @@ async fn run(full: bool) {
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     for &n in sizes {
-        let unique = format!("cold{}-{n}", std::process::id());
-        let (prefix, bucket) = (format!("{unique}-"), format!("bucket-{unique}"));
-        let store = AwsStore::from_sdk_config(
-            &shopmind_e2e::aws_config().await,
-            AwsNames::new(&prefix, &bucket),
-        );
-        store.ensure_resources().await.unwrap();
+        let deployment = shopmind_e2e::EmulatorDeployment::create(&format!("cold{n}-")).await;
+        let env = deployment.env(&[]);
         let index = synthetic_index(n);
-        index.publish(&store, 1_795_845_600).await.unwrap();
+        index
+            .publish(&deployment.store, 1_795_845_600)
+            .await
+            .unwrap();
         let mb = (n * DIM * 4) as f64 / 1e6;
         drop(index);
         let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let r = start_once((&prefix, &bucket), &event).await.unwrap();
+            let r = cold_start(env!("CARGO_BIN_EXE_recommend"), "recommend", &env, &event)
+                .await
+                .unwrap();
             let body = &r.first_body;
             // The answer is the real route's: 200 with ten similar items and their reasons.
             assert_eq!(body["statusCode"], 200, "{body}");

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shopmind_e2e::runtime_api::cold_start;
 use shopmind_inference::LazyEncoder;
-use shopmind_storage::aws::{AwsNames, AwsStore};
+use shopmind_storage::aws::AwsStore;
 use shopmind_storage::{BlobStore, ConversationMeta, ConversationStore};
 
 fn repo() -> PathBuf {
@@ -67,22 +67,17 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn run(full: bool) {
-    let unique = format!("coldsup{}", std::process::id());
-    let (prefix, bucket) = (format!("{unique}-"), format!("bucket-{unique}"));
-    let store = AwsStore::from_sdk_config(
-        &shopmind_e2e::aws_config().await,
-        AwsNames::new(&prefix, &bucket),
-    );
-    store.ensure_resources().await.unwrap();
+    let deployment = shopmind_e2e::EmulatorDeployment::create("coldsup").await;
+    let (store, bucket) = (&deployment.store, &deployment.bucket);
     let models = models();
     upload_dir(
-        &store,
+        store,
         &models.join("all-minilm-l6-v2-int8"),
         "models/encoder",
     )
     .await;
     upload_dir(
-        &store,
+        store,
         &models.join("sentiment-reviews-head"),
         "models/sentiment",
     )
@@ -93,7 +88,7 @@ async fn run(full: bool) {
         .get()
         .await
         .unwrap();
-    let kb = shopmind_e2e::seed_sample_kb(&store, encoder, None).await;
+    let kb = shopmind_e2e::seed_sample_kb(store, encoder, None).await;
 
     let runs = if full { 3 } else { 1 };
     let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
@@ -111,13 +106,7 @@ async fn run(full: bool) {
             .unwrap();
         let cache = tempfile::tempdir().unwrap();
         let ort = models.join("onnxruntime/libonnxruntime.so.1.31.1");
-        let env: Vec<(String, String)> = [
-            ("AWS_ENDPOINT_URL", shopmind_e2e::aws_endpoint()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("SHOPMIND_TABLE_PREFIX", prefix.clone()),
-            ("SHOPMIND_BUCKET", bucket.clone()),
+        let env = deployment.env(&[
             (
                 "SHOPMIND_ENCODER_MODEL",
                 format!("s3://{bucket}/models/encoder"),
@@ -131,11 +120,7 @@ async fn run(full: bool) {
                 cache.path().to_string_lossy().into_owned(),
             ),
             ("ORT_DYLIB_PATH", ort.to_string_lossy().into_owned()),
-            ("RUST_LOG", "warn".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        ]);
         let event = message_event(&id, "How many days do I have to return a dress?");
         let r = cold_start(env!("CARGO_BIN_EXE_support"), "support", &env, &event)
             .await

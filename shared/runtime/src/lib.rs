@@ -77,35 +77,33 @@ impl RuntimeConfig {
     }
 }
 
-/// Runs an SQS-triggered function: each batch in an invocation span, partial batch failures
-/// reported, an EMF metrics line per batch.
-pub async fn run_sqs<F, Fut, E>(
+/// Runs an event-driven function (SQS batches, schedules, S3 events, direct invokes — any
+/// JSON): each invocation in the invocation span with its cold-start flag, and one EMF
+/// metrics line at its end. `handle` gets the event and the invocation's metrics to add to,
+/// and hands both back.
+pub async fn run_events<F, Fut>(
     function: &'static str,
-    config: RuntimeConfig,
+    config: &RuntimeConfig,
     handle: F,
 ) -> Result<(), RuntimeError>
 where
-    F: Fn(aws_lambda_events::sqs::SqsMessage) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Result<(), E>> + Send,
-    E: std::fmt::Display,
+    F: Fn(lambda_runtime::LambdaEvent<serde_json::Value>, Metrics) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (Result<serde_json::Value, lambda_runtime::Error>, Metrics)>
+        + Send,
 {
     use tracing::Instrument;
+    let handle = std::sync::Arc::new(handle);
+    let namespace = config.metrics_namespace.clone();
     let service = lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
-            let handle = handle.clone();
-            let config = config.clone();
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (handle, namespace) = (handle.clone(), namespace.clone());
             async move {
                 let cold = take_cold_start();
                 let span = invocation_span(function, &event.context.request_id, cold);
-                let deadline = sqs::deadline_of(&event.context);
                 async move {
-                    let mut metrics = Metrics::new(&config.metrics_namespace, function);
-                    let (response, report) =
-                        sqs::process_batch(event.payload, deadline, config.deadline_margin, handle)
-                            .await;
-                    sqs::record_batch_metrics(&mut metrics, &report);
+                    let (out, metrics) = handle(event, Metrics::new(&namespace, function)).await;
                     metrics.emit(cold);
-                    Ok::<_, lambda_runtime::Error>(response)
+                    out
                 }
                 .instrument(span)
                 .await
