@@ -7,6 +7,9 @@
 3. The template's DynamoDB tables equal what the code creates: `shopmind aws-init` runs against
    the AWS emulator and every table's keys, attribute types, indexes, projections, TTL and
    billing mode are compared with the template's.
+4. The HTTP routes agree three ways: the routes the functions build (`shopmind routes`), the
+   paths of infra/openapi.yaml (itself validated as OpenAPI 3.1), and the HttpApi events of the
+   template, each bound to the right function.
 
     .venv/bin/python infra/scripts/check_template.py --endpoint http://127.0.0.1:PORT
 """
@@ -122,6 +125,38 @@ def main():
     checked += 1
     if live_names != declared_names:
         fail(f"tables: template declares {sorted(declared_names)}, code creates {sorted(live_names)}")
+
+    # Routes: code, OpenAPI, template.
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.readers import read_from_filename
+    spec, _ = read_from_filename(str(ROOT / "infra" / "openapi.yaml"))
+    checked += 1
+    try:
+        validate(spec)
+    except Exception as e:  # the validator raises its own hierarchy; any of it is a failure
+        fail(f"infra/openapi.yaml is not valid OpenAPI: {e}")
+    out = subprocess.run(["cargo", "run", "--quiet", "-p", "shopmind-local", "--bin", "shopmind", "--", "routes"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    code = {(m, p): f for m, p, f in (line.split() for line in out.splitlines() if line.strip())}
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
+                  if m in ("get", "post", "put", "patch", "delete")}
+    function_of = {"RecommendFunction": "recommend", "SupportFunction": "support"}
+    deployed = {}
+    for name, r in resources.items():
+        if r["Type"] != "AWS::Serverless::Function":
+            continue
+        for ev in r["Properties"].get("Events", {}).values():
+            if ev["Type"] == "HttpApi":
+                deployed[(ev["Properties"]["Method"].upper(), ev["Properties"]["Path"])] = function_of.get(name, name)
+    for what, (a, b) in {"code vs openapi.yaml": (set(code), documented),
+                         "code vs template": (set(code), set(deployed))}.items():
+        checked += 1
+        if a != b:
+            fail(f"routes, {what}: only in the first {sorted(a - b)}, only in the second {sorted(b - a)}")
+    for route, function in code.items():
+        checked += 1
+        if deployed.get(route, function) != function:
+            fail(f"route {route}: served by {function}, deployed on {deployed[route]}")
 
     if failures:
         sys.exit(f"\ncheck_template: {len(failures)} of {checked} checks failed")

@@ -135,10 +135,17 @@ pub struct RecommendState {
     pub config: Arc<RecommendConfig>,
 }
 
+/// Every route this function serves (method, path), as the router builds them; checked
+/// against `infra/openapi.yaml` and the template by `infra/scripts/check_template.py`.
+pub const ROUTES: [(&str, &str); 2] = [
+    ("GET", "/v1/users/{user_id}/recommendations"),
+    ("GET", "/v1/items/{item_id}/similar"),
+];
+
 pub fn router(state: RecommendState) -> Router {
     Router::new()
-        .route("/v1/users/{user_id}/recommendations", get(for_user))
-        .route("/v1/items/{item_id}/similar", get(similar_items))
+        .route(ROUTES[0].1, get(for_user))
+        .route(ROUTES[1].1, get(similar_items))
         .with_state(state)
 }
 

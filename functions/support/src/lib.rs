@@ -252,14 +252,19 @@ pub struct SupportState {
     pub config: Arc<SupportConfig>,
 }
 
+/// Every route this function serves (method, path), as the router builds them; checked
+/// against `infra/openapi.yaml` and the template by `infra/scripts/check_template.py`.
+pub const ROUTES: [(&str, &str); 3] = [
+    ("POST", "/v1/support/conversations"),
+    ("GET", "/v1/support/conversations/{id}"),
+    ("POST", "/v1/support/conversations/{id}/messages"),
+];
+
 pub fn router(state: SupportState) -> Router {
     Router::new()
-        .route("/v1/support/conversations", post(create_conversation))
-        .route("/v1/support/conversations/{id}", get(read_conversation))
-        .route(
-            "/v1/support/conversations/{id}/messages",
-            post(post_message),
-        )
+        .route(ROUTES[0].1, post(create_conversation))
+        .route(ROUTES[1].1, get(read_conversation))
+        .route(ROUTES[2].1, post(post_message))
         .with_state(state)
 }
 

@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
+    /// Print every route the deployable functions serve, one `METHOD PATH FUNCTION` a line
+    /// (what `infra/scripts/check_template.py` compares with the OpenAPI spec and template).
+    Routes,
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -184,6 +187,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eval {
             what: EvalCommand::Support { banking77 },
         } => eval_support(&banking77, inference).await,
+        Command::Routes => {
+            let all = recommend::ROUTES
+                .iter()
+                .map(|r| (r, "recommend"))
+                .chain(support::ROUTES.iter().map(|r| (r, "support")));
+            for ((method, path), function) in all {
+                println!("{method} {path} {function}");
+            }
+            Ok(())
+        }
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
