@@ -34,7 +34,7 @@ pub enum InferenceError {
     #[error("tokenizer {path} could not be loaded: {reason}")]
     TokenizerLoad { path: PathBuf, reason: String },
 
-    #[error("the model graph does not look like a sentence encoder: {0}")]
+    #[error("the model graph is not what its manifest says: {0}")]
     Graph(String),
 
     #[error("model reference {0:?} is not a local directory or an s3://bucket/prefix URL")]

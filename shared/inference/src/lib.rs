@@ -1,9 +1,11 @@
 //! ONNX inference for Shopmind: the ONNX Runtime environment, model manifests, the model store
-//! (local directory or S3 with a verified `/tmp` cache) and the sentence [`Encoder`].
+//! (local directory or S3 with a verified `/tmp` cache), the sentence [`Encoder`] and the
+//! KV-cache text [`Generator`].
 
 mod config;
 mod encoder;
 mod error;
+mod generator;
 mod manifest;
 mod runtime;
 mod store;
@@ -13,6 +15,10 @@ pub use encoder::{
     cosine, dot, embed_in_steps, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions,
 };
 pub use error::{InferenceError, Result};
+pub use generator::{
+    pick, process_logits, render_chat, ChatMessage, Decoding, FinishReason, GenerateOptions,
+    Generation, GenerationConfig, Generator, GeneratorSpec, SplitMix64,
+};
 pub use manifest::{
     sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,
     VerifiedModel, MANIFEST_FILE,

@@ -19,6 +19,8 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<crate::generator::GeneratorSpec>,
     /// Free-form provenance (package, license); informational only.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub source: serde_json::Value,
@@ -127,6 +129,21 @@ impl Manifest {
             }
             if spec.max_length < 3 || spec.dimension == 0 {
                 return Err(invalid("max_length must be ≥ 3 and dimension > 0".into()));
+            }
+        }
+        if self.kind == ModelKind::Generator {
+            let spec = self.generator.as_ref().ok_or_else(|| {
+                invalid("a generator manifest needs a `generator` section".into())
+            })?;
+            for needed in ["model.onnx", "tokenizer.json", "generation.json"] {
+                if !self.files.iter().any(|f| f.path == needed) {
+                    return Err(invalid(format!("{needed} is not listed in `files`")));
+                }
+            }
+            if spec.layers == 0 || spec.kv_heads == 0 || spec.head_dim == 0 || spec.vocab == 0 {
+                return Err(invalid(
+                    "generator layers, kv_heads, head_dim and vocab must be > 0".into(),
+                ));
             }
         }
         Ok(())

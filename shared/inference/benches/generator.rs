@@ -1,0 +1,98 @@
+//! Generator speed: prefill and decode tokens/s of the Rust KV-cache loop against a Python
+//! onnxruntime loop on the same ONNX and prompt, measured in the same run (greedy, one
+//! prompt, decoding a fixed number of tokens whatever the model says, so both do equal work).
+//! `cargo bench -p shopmind-inference --bench generator` (needs infra/scripts/setup.sh).
+//! Without `--bench` (as `cargo test --all-targets` runs it) a short smoke pass.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use shopmind_inference::{
+    ChatMessage, GenerateOptions, Generator, OrtRuntime, VerifiedModel, ORT_LIBRARY_FILE,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn models() -> PathBuf {
+    std::env::var_os("SHOPMIND_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"))
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let new_tokens = if full { 128 } else { 8 };
+    let threads = if full { vec![1, 2] } else { vec![2] };
+    let runtime =
+        OrtRuntime::get_or_init(&models().join("onnxruntime").join(ORT_LIBRARY_FILE)).unwrap();
+    let dir = models().join("smollm2-135m-instruct");
+    let model = VerifiedModel::open(&dir).unwrap();
+    println!("generator: SmolLM2-135M-Instruct fp32 ONNX, greedy, {new_tokens} new tokens");
+    println!("| threads | Rust prefill tok/s | Python prefill tok/s | Rust decode tok/s | Python decode tok/s | decode Rust / Python |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for t in threads {
+        let g = Generator::load(runtime, &model, t).unwrap();
+        let prompt = g
+            .render_chat(&[ChatMessage {
+                role: "user".into(),
+                content: "Describe a linen summer dress for a product page in three sentences."
+                    .into(),
+            }])
+            .unwrap();
+        let prompt_tokens = g.encode(&prompt).unwrap().len();
+        // Prefill alone: a full pass over the prompt.
+        let ids = g.encode(&prompt).unwrap();
+        g.last_logits(&ids, false).unwrap(); // warm-up
+        let t0 = Instant::now();
+        g.last_logits(&ids, false).unwrap();
+        let prefill = t0.elapsed().as_secs_f64();
+        // Prefill + decode; EOS is not a stop here so both sides decode the same count.
+        let opts = GenerateOptions {
+            max_new_tokens: new_tokens,
+            ..GenerateOptions::default()
+        };
+        let t0 = Instant::now();
+        let out = g.generate(&[&prompt], &opts, &mut |_, _| {}).unwrap();
+        let total = t0.elapsed().as_secs_f64();
+        let decoded = out[0].tokens.len().max(1);
+        let decode = (total - prefill).max(1e-9);
+
+        let file =
+            std::env::temp_dir().join(format!("shopmind-gen-prompt-{}.txt", std::process::id()));
+        std::fs::write(&file, &prompt).unwrap();
+        let python = std::env::var_os("SHOPMIND_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join(".venv/bin/python"));
+        let py = Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_generator_baseline.py"))
+            .arg(&dir)
+            .arg(&file)
+            .arg(decoded.to_string())
+            .arg(t.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+        let (py_prefill, py_decode) = (
+            v["prefill_s"].as_f64().unwrap(),
+            v["decode_s"].as_f64().unwrap(),
+        );
+        let rust_decode_tps = decoded as f64 / decode;
+        let py_decode_tps = decoded as f64 / py_decode;
+        println!(
+            "| {t} | {:.0} | {:.0} | {rust_decode_tps:.1} | {py_decode_tps:.1} | {:.2}× |",
+            prompt_tokens as f64 / prefill,
+            prompt_tokens as f64 / py_prefill,
+            rust_decode_tps / py_decode_tps
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+}

@@ -1,0 +1,143 @@
+//! The KV-cache generator on the real default model (SmolLM2-135M-Instruct converted by
+//! infra/scripts/gguf_to_onnx.py), checked against what does not come from this code: the
+//! model's own chat format, the greedy answer the Python onnxruntime loop and the numpy
+//! reference agree on (infra/scripts/check_generator.py), and the model's full-sequence pass.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use shopmind_inference::{
+    ChatMessage, Decoding, FinishReason, GenerateOptions, Generator, VerifiedModel,
+};
+
+fn generator() -> &'static Generator {
+    static G: OnceLock<Generator> = OnceLock::new();
+    G.get_or_init(|| {
+        let dir = common::models_dir().join("smollm2-135m-instruct");
+        let model = VerifiedModel::open(&dir)
+            .unwrap_or_else(|e| panic!("{e} (run infra/scripts/setup.sh first)"));
+        Generator::load(common::runtime(), &model, 2).unwrap()
+    })
+}
+
+fn chat(question: &str) -> String {
+    generator()
+        .render_chat(&[ChatMessage {
+            role: "user".into(),
+            content: question.into(),
+        }])
+        .unwrap()
+}
+
+#[test]
+fn the_chat_template_adds_smollm2s_default_system_prompt() {
+    // SmolLM2's documented ChatML format, default system prompt included.
+    assert_eq!(
+        chat("What is the capital of France?"),
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn a_cached_step_equals_the_full_sequence() {
+    let g = generator();
+    let ids = g.encode(&chat("Name three colours.")).unwrap();
+    let full = g.last_logits(&ids, false).unwrap();
+    let cached = g.last_logits(&ids, true).unwrap();
+    let diff = full
+        .iter()
+        .zip(&cached)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "max abs difference {diff}");
+}
+
+#[test]
+fn greedy_answers_and_stops_at_end_of_turn() {
+    let mut streamed = String::new();
+    let out = generator()
+        .generate(
+            &[&chat("What is the capital of France?")],
+            &GenerateOptions {
+                max_new_tokens: 32,
+                ..GenerateOptions::default()
+            },
+            &mut |row, piece| {
+                assert_eq!(row, 0);
+                streamed.push_str(piece);
+            },
+        )
+        .unwrap();
+    assert_eq!(out[0].text, "The capital of France is Paris.");
+    assert_eq!(out[0].finish, FinishReason::Eos);
+    assert_eq!(streamed, out[0].text, "the stream adds up to the text");
+}
+
+#[test]
+fn a_left_padded_batch_equals_single_runs() {
+    let g = generator();
+    let opts = GenerateOptions {
+        max_new_tokens: 12,
+        ..GenerateOptions::default()
+    };
+    let (a, b) = (chat("What is the capital of France?"), chat("Hi"));
+    let both = g.generate(&[&a, &b], &opts, &mut |_, _| {}).unwrap();
+    let alone_a = g.generate(&[&a], &opts, &mut |_, _| {}).unwrap();
+    let alone_b = g.generate(&[&b], &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(both[0].tokens, alone_a[0].tokens);
+    assert_eq!(both[1].tokens, alone_b[0].tokens);
+}
+
+#[test]
+fn sampling_is_reproducible_and_stop_strings_and_the_time_budget_cut() {
+    let g = generator();
+    let prompt = chat("Write a sentence about a linen summer dress.");
+    let sample = |seed| GenerateOptions {
+        max_new_tokens: 20,
+        decoding: Decoding::Sample {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            seed,
+        },
+        repetition_penalty: 1.2,
+        no_repeat_ngram: 3,
+        ..GenerateOptions::default()
+    };
+    let one = g.generate(&[&prompt], &sample(1), &mut |_, _| {}).unwrap();
+    let again = g.generate(&[&prompt], &sample(1), &mut |_, _| {}).unwrap();
+    assert_eq!(one[0].tokens, again[0].tokens);
+    assert!(!one[0].text.is_empty());
+
+    let stop = g
+        .generate(
+            &[&chat("What is the capital of France?")],
+            &GenerateOptions {
+                stop: vec!["Paris".into()],
+                ..GenerateOptions::default()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(stop[0].text, "The capital of France is ");
+    assert_eq!(stop[0].finish, FinishReason::Stop);
+
+    let started = Instant::now();
+    let cut = g
+        .generate(
+            &[&prompt],
+            &GenerateOptions {
+                max_new_tokens: 500,
+                deadline: Some(Instant::now() + Duration::from_millis(300)),
+                ..GenerateOptions::default()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(cut[0].finish, FinishReason::TimeBudget, "{:?}", cut[0]);
+    assert!(cut[0].tokens.len() < 500);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
