@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::{DynValue, Tensor};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -118,10 +118,11 @@ pub struct Generator {
     model_id: String,
 }
 
-/// One forward pass: the last position's logits per row, and the new cache.
+/// One forward pass: the last position's logits per row, and the new cache (ONNX Runtime's
+/// own output values, fed back as the next inputs without a copy).
 struct Step {
     logits: Vec<f32>,
-    present: Vec<Vec<f32>>,
+    present: Vec<DynValue>,
 }
 
 impl Generator {
@@ -242,14 +243,25 @@ impl Generator {
             .map_err(|e| InferenceError::Tokenize(e.to_string()))
     }
 
+    /// An empty cache for `rows` sequences.
+    fn empty_past(&self, rows: usize) -> Result<Vec<DynValue>> {
+        let shape = [rows, self.spec.kv_heads, 0, self.spec.head_dim];
+        (0..self.spec.layers * 2)
+            .map(|_| {
+                Tensor::from_array((shape, Vec::<f32>::new()))
+                    .map(|t| t.into_dyn())
+                    .map_err(|e| InferenceError::Run(e.to_string()))
+            })
+            .collect()
+    }
+
     fn run(
         &self,
         rows: usize,
         ids: Vec<i64>,
         mask: Vec<i64>,
         positions: Vec<i64>,
-        past: Vec<Vec<f32>>,
-        past_len: usize,
+        past: Vec<DynValue>,
     ) -> Result<Step> {
         let seq = ids.len() / rows;
         let total = mask.len() / rows;
@@ -259,25 +271,19 @@ impl Generator {
             "attention_mask" => Tensor::from_array(([rows, total], mask)).map_err(run_err)?,
             "position_ids" => Tensor::from_array(([rows, seq], positions)).map_err(run_err)?,
         ];
-        let kv_shape = [rows, self.spec.kv_heads, past_len, self.spec.head_dim];
-        for (i, data) in past.into_iter().enumerate() {
+        for (i, value) in past.into_iter().enumerate() {
             let name = format!(
                 "past_key_values.{}.{}",
                 i / 2,
                 if i % 2 == 0 { "key" } else { "value" }
             );
-            inputs.push((
-                name.into(),
-                Tensor::from_array((kv_shape, data))
-                    .map_err(run_err)?
-                    .into(),
-            ));
+            inputs.push((name.into(), value.into()));
         }
         let mut session = self
             .session
             .lock()
             .map_err(|_| InferenceError::Run("generator session lock poisoned".into()))?;
-        let outputs = session.run(inputs).map_err(run_err)?;
+        let mut outputs = session.run(inputs).map_err(run_err)?;
         let (shape, logits) = outputs["logits"]
             .try_extract_tensor::<f32>()
             .map_err(run_err)?;
@@ -297,10 +303,10 @@ impl Generator {
         let mut present = Vec::with_capacity(self.spec.layers * 2);
         for i in 0..self.spec.layers {
             for kind in ["key", "value"] {
-                let (_, data) = outputs[format!("present.{i}.{kind}").as_str()]
-                    .try_extract_tensor::<f32>()
-                    .map_err(run_err)?;
-                present.push(data.to_vec());
+                let name = format!("present.{i}.{kind}");
+                present.push(outputs.remove(&name).ok_or_else(|| {
+                    InferenceError::Graph(format!("generator output {name} missing"))
+                })?);
             }
         }
         Ok(Step {
@@ -314,10 +320,10 @@ impl Generator {
     pub fn last_logits(&self, ids: &[u32], cached: bool) -> Result<Vec<f32>> {
         let n = ids.len();
         let all: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-        let empty = vec![Vec::new(); self.spec.layers * 2];
+        let empty = self.empty_past(1)?;
         if !cached || n < 2 {
             return Ok(self
-                .run(1, all, vec![1; n], (0..n as i64).collect(), empty, 0)?
+                .run(1, all, vec![1; n], (0..n as i64).collect(), empty)?
                 .logits);
         }
         let first = self.run(
@@ -326,7 +332,6 @@ impl Generator {
             vec![1; n - 1],
             (0..n as i64 - 1).collect(),
             empty,
-            0,
         )?;
         Ok(self
             .run(
@@ -335,7 +340,6 @@ impl Generator {
                 vec![1; n],
                 vec![n as i64 - 1],
                 first.present,
-                n - 1,
             )?
             .logits)
     }
@@ -382,14 +386,7 @@ impl Generator {
         let mut texts = vec![String::new(); rows];
         let mut finish: Vec<Option<FinishReason>> = vec![None; rows];
         let mut next_pos: Vec<i64> = encoded.iter().map(|p| p.len() as i64).collect();
-        let mut step = self.run(
-            rows,
-            ids,
-            mask.clone(),
-            positions,
-            vec![Vec::new(); self.spec.layers * 2],
-            0,
-        )?;
+        let mut step = self.run(rows, ids, mask.clone(), positions, self.empty_past(rows)?)?;
         let mut past_len = width;
         loop {
             let mut chosen = vec![pad; rows];
@@ -453,7 +450,7 @@ impl Generator {
             for p in next_pos.iter_mut() {
                 *p += 1;
             }
-            step = self.run(rows, chosen, mask.clone(), pos, step.present, past_len)?;
+            step = self.run(rows, chosen, mask.clone(), pos, step.present)?;
             past_len += 1;
         }
         Ok((0..rows)
