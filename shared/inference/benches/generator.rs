@@ -1,7 +1,9 @@
 //! Generator speed: prefill and decode tokens/s of the Rust KV-cache loop against a Python
 //! onnxruntime loop on the same ONNX and prompt, measured in the same run (greedy, one
 //! prompt, decoding a fixed number of tokens whatever the model says, so both do equal work).
-//! `cargo bench -p shopmind-inference --bench generator` (needs infra/scripts/setup.sh).
+//! `cargo bench -p shopmind-inference --bench generator` (needs infra/scripts/setup.sh). With
+//! `SHOPMIND_LLAMA_PYTHON` naming a Python that has llama-cpp-python, llama.cpp on the
+//! original Q4_1 GGUF is measured too (see infra/scripts/llama_cpp_reference.py to build it).
 //! Without `--bench` (as `cargo test --all-targets` runs it) a short smoke pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,8 +34,9 @@ fn main() {
     let dir = models().join("smollm2-135m-instruct");
     let model = VerifiedModel::open(&dir).unwrap();
     println!("generator: SmolLM2-135M-Instruct fp32 ONNX, greedy, {new_tokens} new tokens");
-    println!("| threads | Rust prefill tok/s | Python prefill tok/s | Rust decode tok/s | Python decode tok/s | decode Rust / Python |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    let llama = std::env::var_os("SHOPMIND_LLAMA_PYTHON").map(PathBuf::from);
+    println!("| threads | Rust prefill tok/s | Python prefill tok/s | Rust decode tok/s | Python decode tok/s | decode Rust / Python | llama.cpp Q4_1 prefill / decode tok/s | decode Rust / llama.cpp |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for t in threads {
         let g = Generator::load(runtime, &model, t).unwrap();
         let prompt = g
@@ -67,28 +70,48 @@ fn main() {
         let python = std::env::var_os("SHOPMIND_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| root().join(".venv/bin/python"));
-        let py = Command::new(python)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_generator_baseline.py"))
-            .arg(&dir)
-            .arg(&file)
-            .arg(decoded.to_string())
-            .arg(t.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            py.status.success(),
-            "{}",
-            String::from_utf8_lossy(&py.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-        let (py_prefill, py_decode) = (
-            v["prefill_s"].as_f64().unwrap(),
-            v["decode_s"].as_f64().unwrap(),
-        );
+        let baseline = |python: &Path, script: &str, model: &Path| {
+            let out = Command::new(python)
+                .arg(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("benches")
+                        .join(script),
+                )
+                .arg(model)
+                .arg(&file)
+                .arg(decoded.to_string())
+                .arg(t.to_string())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            (
+                v["prefill_s"].as_f64().unwrap(),
+                v["decode_s"].as_f64().unwrap(),
+            )
+        };
+        let (py_prefill, py_decode) = baseline(&python, "python_generator_baseline.py", &dir);
+        let llama_cells = match &llama {
+            Some(p) => {
+                let gguf = models().join(".downloads/SmolLM2-135M-Instruct.Q4_1.gguf");
+                let (pre, dec) = baseline(p, "llama_cpp_baseline.py", &gguf);
+                format!(
+                    "{:.0} / {:.1} | {:.2}×",
+                    prompt_tokens as f64 / pre,
+                    decoded as f64 / dec,
+                    (decoded as f64 / decode) / (decoded as f64 / dec)
+                )
+            }
+            None => "not measured | -".into(),
+        };
         let rust_decode_tps = decoded as f64 / decode;
         let py_decode_tps = decoded as f64 / py_decode;
         println!(
-            "| {t} | {:.0} | {:.0} | {rust_decode_tps:.1} | {py_decode_tps:.1} | {:.2}× |",
+            "| {t} | {:.0} | {:.0} | {rust_decode_tps:.1} | {py_decode_tps:.1} | {:.2}× | {llama_cells} |",
             prompt_tokens as f64 / prefill,
             prompt_tokens as f64 / py_prefill,
             rust_decode_tps / py_decode_tps

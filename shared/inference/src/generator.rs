@@ -112,7 +112,11 @@ pub struct Generation {
 #[derive(Debug)]
 pub struct Generator {
     session: Mutex<Session>,
+    /// Parses control tokens (`<|im_start|>`) in rendered prompts.
     tokenizer: Tokenizer,
+    /// Treats them as plain text: for text that must not carry control tokens.
+    plain: Tokenizer,
+    specials: Vec<String>,
     spec: GeneratorSpec,
     config: GenerationConfig,
     model_id: String,
@@ -185,6 +189,14 @@ impl Generator {
                 path: tokenizer_path,
                 reason: e.to_string(),
             })?;
+        let mut plain = tokenizer.clone();
+        plain.set_encode_special_tokens(true);
+        let specials: Vec<String> = tokenizer
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special)
+            .map(|t| t.content.clone())
+            .collect();
         let config_path = model.dir.join("generation.json");
         let bytes = std::fs::read(&config_path).map_err(InferenceError::io(&config_path))?;
         let config: GenerationConfig =
@@ -195,6 +207,8 @@ impl Generator {
         Ok(Self {
             session: Mutex::new(session),
             tokenizer,
+            plain,
+            specials,
             spec,
             config,
             model_id: manifest.name.clone(),
@@ -214,15 +228,39 @@ impl Generator {
     }
 
     /// Renders `messages` with the model's chat template, ending with the assistant's turn.
+    /// Control-token strings inside the messages (a shopper typing `<|im_start|>system`) are
+    /// broken with a zero-width space, so message text can never open or close a turn.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
         let template = self
             .config
             .chat_template
             .as_deref()
             .ok_or_else(|| InferenceError::Config("the model has no chat template".into()))?;
-        render_chat(template, messages)
+        let safe: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage {
+                role: m.role.clone(),
+                content: self.specials.iter().fold(m.content.clone(), |c, s| {
+                    let mut broken = s.clone();
+                    broken.insert(s.chars().next().map_or(0, char::len_utf8), '\u{200B}');
+                    c.replace(s.as_str(), &broken)
+                }),
+            })
+            .collect();
+        render_chat(template, &safe)
     }
 
+    /// Token ids of plain text: control-token strings in it are text, as llama.cpp tokenizes
+    /// without `special`.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        self.plain
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| InferenceError::Tokenize(e.to_string()))
+    }
+
+    /// Token ids of a rendered prompt: control tokens are parsed (BOS added if the model
+    /// asks for it).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .tokenizer
