@@ -35,6 +35,7 @@ fn main() {
     let model = VerifiedModel::open(&dir).unwrap();
     println!("generator: SmolLM2-135M-Instruct fp32 ONNX, greedy, {new_tokens} new tokens");
     let llama = std::env::var_os("SHOPMIND_LLAMA_PYTHON").map(PathBuf::from);
+    let mut peaks: Vec<String> = Vec::new();
     println!("| threads | Rust prefill tok/s | Python prefill tok/s | Rust decode tok/s | Python decode tok/s | decode Rust / Python | llama.cpp Q4_1 prefill / decode tok/s | decode Rust / llama.cpp |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for t in threads {
@@ -70,7 +71,7 @@ fn main() {
         let python = std::env::var_os("SHOPMIND_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| root().join(".venv/bin/python"));
-        let baseline = |python: &Path, script: &str, model: &Path| {
+        let mut baseline = |python: &Path, script: &str, model: &Path| {
             let out = Command::new(python)
                 .arg(
                     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,6 +90,8 @@ fn main() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let rss = v["peak_rss_mb"].as_f64().unwrap_or(0.0);
+            peaks.push(format!("{script} {t} thread(s): {rss:.0} MB"));
             (
                 v["prefill_s"].as_f64().unwrap(),
                 v["decode_s"].as_f64().unwrap(),
@@ -118,4 +121,13 @@ fn main() {
         );
         let _ = std::fs::remove_file(&file);
     }
+    // Peak resident memory: this process (model loaded once per thread count, so an upper
+    // bound for one generator) and each baseline process.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ? kB")
+        .to_owned();
+    println!("peak RSS: Rust bench process {hwm}; {}", peaks.join("; "));
 }

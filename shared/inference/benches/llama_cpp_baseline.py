@@ -4,10 +4,11 @@ does not build). Same prompt text, greedy, the same number of new tokens.
 
     llama_cpp_baseline.py GGUF PROMPT_FILE NEW_TOKENS THREADS
 
-Prints one JSON line: {"prefill_s", "decode_s", "new_tokens", "prompt_tokens"}.
+Prints one JSON line: {"prefill_s", "decode_s", "new_tokens", "prompt_tokens", "peak_rss_mb"}.
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -30,7 +31,8 @@ def main() -> None:
         llm.eval([token])
     decode = time.perf_counter() - t0
     print(json.dumps({"prefill_s": prefill, "decode_s": decode, "new_tokens": new_tokens,
-                      "prompt_tokens": len(ids)}))
+                      "prompt_tokens": len(ids),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ with the KV cache in a plain onnxruntime loop (outputs fed back as inputs).
 
     python_generator_baseline.py MODEL_DIR PROMPT_FILE NEW_TOKENS THREADS
 
-Prints one JSON line: {"prefill_s", "decode_s", "new_tokens", "prompt_tokens"}.
+Prints one JSON line: {"prefill_s", "decode_s", "new_tokens", "prompt_tokens", "peak_rss_mb"}.
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -48,7 +49,8 @@ def main() -> None:
         n += 1
     decode = time.perf_counter() - t0
     print(json.dumps({"prefill_s": prefill, "decode_s": decode, "new_tokens": new_tokens,
-                      "prompt_tokens": len(ids)}))
+                      "prompt_tokens": len(ids),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

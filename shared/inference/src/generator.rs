@@ -139,10 +139,7 @@ impl Generator {
         if manifest.kind != ModelKind::Generator {
             return Err(bad(format!("kind is {:?}, not generator", manifest.kind)));
         }
-        let spec = manifest
-            .generator
-            .clone()
-            .ok_or_else(|| bad("a generator manifest needs a `generator` section".into()))?;
+
         let path = model.dir.join("model.onnx");
         let session = Session::builder(runtime.environment())
             .map_err(|e| InferenceError::ModelLoad {
@@ -173,16 +170,27 @@ impl Generator {
                 )));
             }
         }
-        let layers = inputs
-            .iter()
-            .filter(|n| n.starts_with("past_key_values.") && n.ends_with(".key"))
-            .count();
-        if layers != spec.layers {
-            return Err(bad(format!(
-                "the manifest says {} layers, the graph has {layers}",
-                spec.layers
-            )));
-        }
+        // Layers, kv-heads, head size and vocabulary come from the graph (an optimum export
+        // needs no manifest section); a manifest that states them must agree.
+        let spec = match (spec_from_graph(&session), manifest.generator.clone()) {
+            (Some(g), Some(m)) if g.layers != m.layers
+                || g.kv_heads != m.kv_heads
+                || g.head_dim != m.head_dim
+                || g.vocab != m.vocab =>
+            {
+                return Err(bad(format!("the manifest says {m:?}, the graph has {g:?}")));
+            }
+            (Some(g), m) => GeneratorSpec {
+                context_length: m.and_then(|m| m.context_length),
+                ..g
+            },
+            (None, Some(m)) => m,
+            (None, None) => {
+                return Err(InferenceError::Graph(
+                    "the graph's cache and logits shapes are dynamic and the manifest has no `generator` section".into(),
+                ))
+            }
+        };
         let tokenizer_path = model.dir.join("tokenizer.json");
         let tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| InferenceError::TokenizerLoad {
@@ -506,6 +514,38 @@ impl Generator {
             })
             .collect())
     }
+}
+
+/// Layers (the number of `past_key_values.{i}.key` inputs), kv-heads and head size (dims 1
+/// and 3 of a past input) and the vocabulary (the last dim of `logits`), when static.
+fn spec_from_graph(session: &Session) -> Option<GeneratorSpec> {
+    let layers = session
+        .inputs()
+        .iter()
+        .filter(|i| i.name().starts_with("past_key_values.") && i.name().ends_with(".key"))
+        .count();
+    let past = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == "past_key_values.0.key")?
+        .dtype()
+        .tensor_shape()?
+        .to_vec();
+    let logits = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == "logits")?
+        .dtype()
+        .tensor_shape()?
+        .to_vec();
+    let dim = |d: Option<&i64>| d.copied().filter(|&x| x > 0).map(|x| x as usize);
+    Some(GeneratorSpec {
+        layers: (layers > 0).then_some(layers)?,
+        kv_heads: dim(past.get(1))?,
+        head_dim: dim(past.get(3))?,
+        vocab: dim(logits.last())?,
+        context_length: None,
+    })
 }
 
 /// Renders a chat template (Jinja, as Hugging Face tokenizer configs carry them).

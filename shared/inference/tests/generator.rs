@@ -33,6 +33,16 @@ fn chat(question: &str) -> String {
 }
 
 #[test]
+fn the_shape_comes_from_the_graph() {
+    // SmolLM2-135M's published configuration: 30 layers, 3 KV heads of 64, 49,152 tokens.
+    let s = generator().spec();
+    assert_eq!(
+        (s.layers, s.kv_heads, s.head_dim, s.vocab),
+        (30, 3, 64, 49_152)
+    );
+}
+
+#[test]
 fn the_chat_template_adds_smollm2s_default_system_prompt() {
     // SmolLM2's documented ChatML format, default system prompt included.
     assert_eq!(
