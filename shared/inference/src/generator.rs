@@ -402,6 +402,19 @@ impl Generator {
         if rows == 0 {
             return Ok(Vec::new());
         }
+        if opts.max_new_tokens == 0 {
+            return prompts
+                .iter()
+                .map(|p| {
+                    Ok(Generation {
+                        text: String::new(),
+                        tokens: Vec::new(),
+                        prompt_tokens: self.encode(p)?.len(),
+                        finish: FinishReason::Length,
+                    })
+                })
+                .collect();
+        }
         let encoded: Vec<Vec<u32>> = prompts
             .iter()
             .map(|p| self.encode(p))

@@ -135,6 +135,18 @@ fn sampling_is_reproducible_and_stop_strings_and_the_time_budget_cut() {
     assert_eq!(stop[0].text, "The capital of France is ");
     assert_eq!(stop[0].finish, FinishReason::Stop);
 
+    let none = g
+        .generate(
+            &[&prompt],
+            &GenerateOptions {
+                max_new_tokens: 0,
+                ..GenerateOptions::default()
+            },
+            &mut |_, _| panic!("nothing to stream"),
+        )
+        .unwrap();
+    assert!(none[0].tokens.is_empty() && none[0].finish == FinishReason::Length);
+
     let started = Instant::now();
     let cut = g
         .generate(
