@@ -5,8 +5,8 @@ and token ids for edge-case strings, from llama.cpp itself.
 
 llama.cpp only agrees token for token when it computes in fp32, so the default model's Q4_1
 GGUF is first dequantised into an fp32 GGUF (the same weights our ONNX holds), and llama.cpp
-runs with an fp32 KV cache. Needs llama-cpp-python (pip builds llama.cpp from source in about
-seven minutes here), so CI does not run this; it reads the committed fixture.
+runs with an fp32 KV cache. Needs llama-cpp-python (pip builds llama.cpp from source: a few
+minutes on 2 cores), so CI does not run this; it reads the committed fixture.
 
     python -m venv /tmp/llama && /tmp/llama/bin/pip install llama-cpp-python==0.3.16 gguf==0.19.0 numpy
     /tmp/llama/bin/python infra/scripts/llama_cpp_reference.py \\
