@@ -6,16 +6,13 @@ use indexer::{job_of, Handler, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_recs::SignalsConfig;
 use shopmind_runtime::RuntimeConfig;
-use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
+use shopmind_storage::aws::AwsStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shopmind_runtime::init_tracing();
     let runtime = RuntimeConfig::from_env()?;
-    let store = Arc::new(AwsStore::from_sdk_config(
-        &sdk_config().await,
-        AwsNames::from_env(),
-    ));
+    let store = Arc::new(AwsStore::from_env().await);
     let handler = Handler {
         blobs: store,
         encoder: Arc::new(LazyEncoder::new(InferenceConfig::from_env()?)),

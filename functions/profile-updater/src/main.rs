@@ -9,7 +9,7 @@ use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_profiles::{ProfileUpdater, UpdaterConfig};
 use shopmind_recs::{IndexItemVectors, LiveIndexes};
 use shopmind_runtime::RuntimeConfig;
-use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
+use shopmind_storage::aws::AwsStore;
 
 /// `SHOPMIND_INDEX_REFRESH_SECS` (default 60): how often the item index pointer is read.
 fn index_refresh_secs() -> Result<u64, String> {
@@ -26,10 +26,7 @@ fn index_refresh_secs() -> Result<u64, String> {
 async fn main() -> Result<(), lambda_runtime::Error> {
     shopmind_runtime::init_tracing();
     let runtime = RuntimeConfig::from_env()?;
-    let store = Arc::new(AwsStore::from_sdk_config(
-        &sdk_config().await,
-        AwsNames::from_env(),
-    ));
+    let store = Arc::new(AwsStore::from_env().await);
     let encoder = Arc::new(LazyEncoder::new(InferenceConfig::from_env()?));
     let store_for_index = store.clone();
     let updater = ProfileUpdater::new(

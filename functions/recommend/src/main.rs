@@ -7,17 +7,14 @@ use recommend::{router, RecommendConfig, RecommendState, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_recs::LiveIndexes;
 use shopmind_runtime::{finish_router, run_on_lambda, RuntimeConfig, DEFAULT_BODY_LIMIT};
-use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
+use shopmind_storage::aws::AwsStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime_error::Error> {
     shopmind_runtime::init_tracing();
     let runtime = RuntimeConfig::from_env()?;
     let config = RecommendConfig::from_env()?;
-    let store = Arc::new(AwsStore::from_sdk_config(
-        &sdk_config().await,
-        AwsNames::from_env(),
-    ));
+    let store = Arc::new(AwsStore::from_env().await);
     let state = RecommendState {
         profiles: store.clone(),
         indexes: Arc::new(LiveIndexes::new(store, config.refresh)),

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use shopmind_artifacts::Live;
 use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
 use shopmind_runtime::{ApiError, Json, Query};
 use shopmind_storage::{BlobStore, ConversationMeta, ConversationStore, StorageError, Turn};
@@ -27,7 +28,7 @@ use shopmind_support::{
     mask, respond, retrieval_query, AssistantConfig, IntentModel, KbIndex, LinearHead, Models,
     PastTurn, Question, Role, SupportError,
 };
-use tokio::sync::{Mutex, OnceCell, RwLock};
+use tokio::sync::OnceCell;
 
 pub const FUNCTION: &str = "support";
 
@@ -135,76 +136,42 @@ pub struct Knowledge {
     pub intents_version: Option<String>,
 }
 
-/// Re-reads the `LATEST` pointers at most every `refresh`; requests keep the current
-/// snapshot while one of them loads a new version, and a failed refresh keeps serving it.
+/// The knowledge base and intents a running function serves, re-read at most every
+/// `refresh` (see [`Live`]: requests keep the current snapshot while one of them loads a new
+/// version, and a failed refresh keeps serving it).
 #[derive(Debug)]
 pub struct LiveKnowledge {
     blobs: Arc<dyn BlobStore>,
-    refresh: Duration,
-    current: RwLock<Option<(Instant, Arc<Knowledge>)>>,
-    refreshing: Mutex<()>,
+    live: Live<Knowledge>,
 }
 
 impl LiveKnowledge {
     pub fn new(blobs: Arc<dyn BlobStore>, refresh: Duration) -> Self {
         Self {
             blobs,
-            refresh,
-            current: RwLock::new(None),
-            refreshing: Mutex::new(()),
-        }
-    }
-
-    async fn fresh(&self) -> Option<Arc<Knowledge>> {
-        match &*self.current.read().await {
-            Some((at, k)) if at.elapsed() < self.refresh => Some(k.clone()),
-            _ => None,
+            live: Live::new(refresh),
         }
     }
 
     pub async fn current(&self) -> Result<Arc<Knowledge>, SupportError> {
-        if let Some(k) = self.fresh().await {
-            return Ok(k);
-        }
-        let have = self.current.read().await.as_ref().map(|(_, k)| k.clone());
-        let _guard = match (&have, self.refreshing.try_lock()) {
-            (Some(k), Err(_)) => return Ok(k.clone()),
-            (_, Ok(g)) => g,
-            (None, Err(_)) => self.refreshing.lock().await,
-        };
-        if let Some(k) = self.fresh().await {
-            return Ok(k);
-        }
-        match self.load(have.as_deref()).await {
-            Ok(k) => {
-                let k = Arc::new(k);
-                *self.current.write().await = Some((Instant::now(), k.clone()));
-                Ok(k)
-            }
-            Err(e) => match have {
-                Some(k) => {
-                    tracing::warn!(error = %e, "knowledge refresh failed; serving the current version");
-                    *self.current.write().await = Some((Instant::now(), k.clone()));
-                    Ok(k)
-                }
-                None => Err(e),
-            },
-        }
+        self.live
+            .current(|have| async move { self.load(&have).await.map(Arc::new) })
+            .await
     }
 
-    async fn load(&self, have: Option<&Knowledge>) -> Result<Knowledge, SupportError> {
+    async fn load(&self, have: &Knowledge) -> Result<Knowledge, SupportError> {
         let blobs = self.blobs.as_ref();
         let kb_version = KbIndex::latest_version(blobs).await?;
         let intents_version = IntentModel::latest_version(blobs).await?;
-        let kb = match (&kb_version, have) {
-            (Some(v), Some(h)) if h.kb_version.as_ref() == Some(v) => h.kb.clone(),
-            (Some(v), _) => Some(Arc::new(KbIndex::load(blobs, v).await?)),
-            (None, _) => None,
+        let kb = match &kb_version {
+            Some(_) if kb_version == have.kb_version => have.kb.clone(),
+            Some(v) => Some(Arc::new(KbIndex::load(blobs, v).await?)),
+            None => None,
         };
-        let intents = match (&intents_version, have) {
-            (Some(v), Some(h)) if h.intents_version.as_ref() == Some(v) => h.intents.clone(),
-            (Some(v), _) => Some(Arc::new(IntentModel::load(blobs, v).await?)),
-            (None, _) => None,
+        let intents = match &intents_version {
+            Some(_) if intents_version == have.intents_version => have.intents.clone(),
+            Some(v) => Some(Arc::new(IntentModel::load(blobs, v).await?)),
+            None => None,
         };
         Ok(Knowledge {
             kb,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use shopmind_inference::{InferenceConfig, LazyEncoder, ModelSource};
 use shopmind_runtime::{finish_router, run_on_lambda, RuntimeConfig, DEFAULT_BODY_LIMIT};
-use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
+use shopmind_storage::aws::AwsStore;
 use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState, FUNCTION};
 
 #[tokio::main]
@@ -15,10 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let runtime = RuntimeConfig::from_env()?;
     let config = SupportConfig::from_env()?;
     let inference = InferenceConfig::from_env()?;
-    let store = Arc::new(AwsStore::from_sdk_config(
-        &sdk_config().await,
-        AwsNames::from_env(),
-    ));
+    let store = Arc::new(AwsStore::from_env().await);
     let state = SupportState {
         conversations: store.clone(),
         knowledge: Arc::new(LiveKnowledge::new(store, config.refresh)),

@@ -9,6 +9,9 @@
 //! A reader follows the pointer, reads the manifest and checks every file against it, so a
 //! half-written version is never visible and a damaged one is refused, never half-used.
 
+mod live;
+pub use live::Live;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

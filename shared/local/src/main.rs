@@ -160,11 +160,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             demo,
         } => serve(addr, data_dir, demo, inference).await,
         Command::AwsInit => {
-            let conf = shopmind_storage::aws::sdk_config().await;
-            let store = shopmind_storage::aws::AwsStore::from_sdk_config(
-                &conf,
-                shopmind_storage::aws::AwsNames::from_env(),
-            );
+            let store = shopmind_storage::aws::AwsStore::from_env().await;
             let created = store.ensure_resources().await?;
             if created.is_empty() {
                 println!("all tables and the bucket already exist");

@@ -3,13 +3,13 @@
 //! loaded and verified before it replaces the old one (a broken version is logged and the
 //! old one kept).
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use shopmind_artifacts::Live;
 use shopmind_profiles::{ItemVectors, ProfileError};
 use shopmind_storage::BlobStore;
-use tokio::sync::Mutex;
 
 use crate::cooc::Signals;
 use crate::error::RecsError;
@@ -23,78 +23,27 @@ pub struct Snapshot {
     pub signals_version: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-struct State {
-    snapshot: Arc<Snapshot>,
-    checked: Option<Instant>,
-}
-
 #[derive(Debug)]
 pub struct LiveIndexes {
     blobs: Arc<dyn BlobStore>,
-    refresh: Duration,
-    /// Read by every request; written only when a refresh finishes.
-    state: RwLock<State>,
-    /// One refresh at a time.
-    refreshing: Mutex<()>,
+    live: Live<Snapshot>,
 }
 
 impl LiveIndexes {
     pub fn new(blobs: Arc<dyn BlobStore>, refresh: Duration) -> Self {
         Self {
             blobs,
-            refresh,
-            state: RwLock::new(State {
-                snapshot: Arc::default(),
-                checked: None,
-            }),
-            refreshing: Mutex::new(()),
+            live: Live::new(refresh),
         }
     }
 
-    fn read(&self) -> State {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn due(&self, state: &State) -> bool {
-        state.checked.is_none_or(|t| t.elapsed() >= self.refresh)
-    }
-
-    /// The current snapshot, checking the pointers first if the interval has passed. Requests
-    /// never wait behind a refresh once a snapshot exists: while one task loads a new version,
-    /// the others keep serving the current one. The first call fails if the store does;
-    /// later failures keep serving the last good one.
+    /// The current snapshot, checking the pointers first if the interval has passed (see
+    /// [`Live`]: requests never wait behind a refresh once a snapshot exists; a failed
+    /// refresh keeps serving the last good one).
     pub async fn current(&self) -> Result<Arc<Snapshot>, RecsError> {
-        let state = self.read();
-        if !self.due(&state) {
-            return Ok(state.snapshot);
-        }
-        let _guard = if state.checked.is_some() {
-            match self.refreshing.try_lock() {
-                Ok(guard) => guard,
-                Err(_) => return Ok(state.snapshot),
-            }
-        } else {
-            self.refreshing.lock().await
-        };
-        // Another task may have refreshed while this one waited for the lock.
-        let state = self.read();
-        if !self.due(&state) {
-            return Ok(state.snapshot);
-        }
-        let next = match self.refreshed(&state.snapshot).await {
-            Ok(next) => next,
-            Err(e) if state.checked.is_some() => {
-                tracing::warn!(error = %e, "index refresh failed; serving the previous version");
-                state.snapshot
-            }
-            Err(e) => return Err(e),
-        };
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State {
-            snapshot: next.clone(),
-            checked: Some(Instant::now()),
-        };
-        Ok(next)
+        self.live
+            .current(|old| async move { self.refreshed(&old).await })
+            .await
     }
 
     async fn refreshed(&self, old: &Arc<Snapshot>) -> Result<Arc<Snapshot>, RecsError> {

@@ -109,6 +109,12 @@ impl AwsStore {
         Self::new(Dynamo::new(conf), S3::from_conf(s3), names)
     }
 
+    /// The store every function runs on: the standard SDK configuration ([`sdk_config`],
+    /// `AWS_ENDPOINT_URL` honoured) and the names from the environment.
+    pub async fn from_env() -> Self {
+        Self::from_sdk_config(&sdk_config().await, AwsNames::from_env())
+    }
+
     pub fn names(&self) -> &AwsNames {
         &self.names
     }
