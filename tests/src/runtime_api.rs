@@ -221,6 +221,23 @@ pub struct ColdStart {
     pub first_body: serde_json::Value,
 }
 
+/// Starts `binary` as `function` against `api`, with `env`; its stderr is kept for errors.
+fn spawn(
+    binary: &str,
+    function: &str,
+    api: &RuntimeApi,
+    env: &[(String, String)],
+) -> Result<tokio::process::Child, String> {
+    tokio::process::Command::new(binary)
+        .envs(api.lambda_env(function))
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {binary}: {e}"))
+}
+
 /// Starts `binary` with `env` (plus the Lambda variables), sends `event` twice, and stops it.
 /// A failure carries the binary's stderr.
 pub async fn cold_start(
@@ -231,14 +248,7 @@ pub async fn cold_start(
 ) -> Result<ColdStart, String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(binary)
-        .envs(api.lambda_env(function))
-        .envs(env.iter().cloned())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+    let mut child = spawn(binary, function, &api, env)?;
     let wait = |rx: oneshot::Receiver<Answer>| async {
         match tokio::time::timeout(Duration::from_secs(300), rx).await {
             Ok(Ok(a)) if a.ok => Ok(a),
@@ -267,4 +277,34 @@ pub async fn cold_start(
         warm_answer: warm.at - sent,
         first_body: first.body,
     })
+}
+
+/// Starts `binary` with `env` (plus the Lambda variables), sends each event in turn, and
+/// stops it. Each answer is the function's response, or its reported error (`ok: false`).
+pub async fn invoke_all(
+    binary: &str,
+    function: &str,
+    env: &[(String, String)],
+    events: &[serde_json::Value],
+) -> Result<Vec<Answer>, String> {
+    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let mut child = spawn(binary, function, &api, env)?;
+    let mut answers = Vec::new();
+    for event in events {
+        match tokio::time::timeout(Duration::from_secs(300), api.invoke(event)).await {
+            Ok(Ok(a)) => answers.push(a),
+            _ => {
+                let _ = child.start_kill();
+                let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "no answer from the function (init error: {:?})\n{}",
+                    api.init_error(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Ok(answers)
 }

@@ -157,9 +157,4 @@ impl Handler {
 }
 
 /// Whether a raw invocation payload is an SQS batch.
-pub fn is_sqs(payload: &Value) -> bool {
-    payload["Records"]
-        .as_array()
-        .and_then(|r| r.first())
-        .is_some_and(|r| r["eventSource"] == "aws:sqs")
-}
+pub use shopmind_runtime::sqs::is_sqs_event as is_sqs;

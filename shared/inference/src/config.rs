@@ -7,18 +7,22 @@ use tokio::sync::OnceCell;
 
 use crate::encoder::{Encoder, EncoderOptions};
 use crate::error::{InferenceError, Result};
+use crate::generator::Generator;
 use crate::manifest::VerifiedModel;
 use crate::runtime::OrtRuntime;
 use crate::store::{ModelRef, ModelStore, S3Source};
 
 /// Name of the encoder directory the fetch script writes under the models dir.
 pub const DEFAULT_ENCODER_DIR: &str = "all-minilm-l6-v2-int8";
+/// Name of the generator directory `fetch_generator.py` writes under the models dir.
+pub const DEFAULT_GENERATOR_DIR: &str = "smollm2-135m-instruct";
 
 /// | variable | default |
 /// | --- | --- |
 /// | `SHOPMIND_MODELS_DIR` | `models` |
 /// | `ORT_DYLIB_PATH` | `$SHOPMIND_MODELS_DIR/onnxruntime/libonnxruntime.so.1.31.1` |
 /// | `SHOPMIND_ENCODER_MODEL` | `$SHOPMIND_MODELS_DIR/all-minilm-l6-v2-int8` (or `s3://bucket/prefix`) |
+/// | `SHOPMIND_GENERATOR_MODEL` | `$SHOPMIND_MODELS_DIR/smollm2-135m-instruct` (or `s3://bucket/prefix`) |
 /// | `SHOPMIND_MODEL_CACHE_DIR` | `/tmp/shopmind-models` |
 /// | `SHOPMIND_INTRA_THREADS` | the number of CPUs |
 /// | `SHOPMIND_ENCODER_BATCH` | `32` |
@@ -26,6 +30,7 @@ pub const DEFAULT_ENCODER_DIR: &str = "all-minilm-l6-v2-int8";
 pub struct InferenceConfig {
     pub ort_library: PathBuf,
     pub encoder_model: ModelRef,
+    pub generator_model: ModelRef,
     pub model_cache_dir: PathBuf,
     pub encoder: EncoderOptions,
 }
@@ -48,10 +53,15 @@ impl InferenceConfig {
             Some(r) => r.parse()?,
             None => ModelRef::Local(models_dir.join(DEFAULT_ENCODER_DIR)),
         };
+        let generator_model = match get("SHOPMIND_GENERATOR_MODEL") {
+            Some(r) => r.parse()?,
+            None => ModelRef::Local(models_dir.join(DEFAULT_GENERATOR_DIR)),
+        };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
             ort_library,
             encoder_model,
+            generator_model,
             model_cache_dir: get("SHOPMIND_MODEL_CACHE_DIR")
                 .map_or_else(|| PathBuf::from("/tmp/shopmind-models"), PathBuf::from),
             encoder: EncoderOptions {
@@ -144,6 +154,50 @@ impl LazyEncoder {
     }
 }
 
+/// The text generator, loaded on first use like [`LazyEncoder`] (local directory or S3,
+/// verified against its manifest; a failed load is retried by the next caller).
+#[derive(Debug)]
+pub struct LazyGenerator {
+    source: ModelSource,
+    ort_library: PathBuf,
+    intra_threads: usize,
+    generator: OnceCell<Arc<Generator>>,
+}
+
+impl LazyGenerator {
+    pub fn new(config: &InferenceConfig) -> Self {
+        Self {
+            source: ModelSource::new(config.generator_model.clone(), &config.model_cache_dir),
+            ort_library: config.ort_library.clone(),
+            intra_threads: config.encoder.intra_threads,
+            generator: OnceCell::new(),
+        }
+    }
+
+    pub fn model(&self) -> &ModelRef {
+        self.source.model()
+    }
+
+    pub async fn get(&self) -> Result<Arc<Generator>> {
+        self.generator
+            .get_or_try_init(|| async {
+                let runtime = OrtRuntime::get_or_init(&self.ort_library)?;
+                let model = self.source.resolve().await?;
+                let threads = self.intra_threads;
+                let generator =
+                    tokio::task::spawn_blocking(move || Generator::load(runtime, &model, threads))
+                        .await
+                        .map_err(|e| {
+                            InferenceError::Run(format!("model load task failed: {e}"))
+                        })??;
+                tracing::info!(model = generator.model_id(), "generator loaded");
+                Ok(Arc::new(generator))
+            })
+            .await
+            .cloned()
+    }
+}
+
 /// A store able to resolve `model`: local-only for a directory, S3 (with the verified
 /// cache under `cache_dir`) for `s3://`.
 async fn store_for(model: &ModelRef, cache_dir: &Path) -> Arc<ModelStore> {
@@ -203,6 +257,10 @@ mod tests {
             ModelRef::Local("models/all-minilm-l6-v2-int8".into())
         );
         assert_eq!(cfg.encoder.batch_size, 32);
+        assert_eq!(
+            cfg.generator_model,
+            ModelRef::Local("models/smollm2-135m-instruct".into())
+        );
 
         let cfg = InferenceConfig::from_lookup(|k| match k {
             "SHOPMIND_MODELS_DIR" => Some("/m".into()),

@@ -10,7 +10,10 @@ mod manifest;
 mod runtime;
 mod store;
 
-pub use config::{InferenceConfig, LazyEncoder, ModelSource, DEFAULT_ENCODER_DIR};
+pub use config::{
+    InferenceConfig, LazyEncoder, LazyGenerator, ModelSource, DEFAULT_ENCODER_DIR,
+    DEFAULT_GENERATOR_DIR,
+};
 pub use encoder::{
     cosine, dot, embed_in_steps, l2_normalize, Embedding, EncodeStats, Encoder, EncoderOptions,
 };

@@ -42,6 +42,61 @@ pub async fn run_on_lambda(
         .map_err(|e| RuntimeError::Lambda(e.to_string()))
 }
 
+/// Whether a Lambda payload is an API Gateway HTTP API (v2) request.
+pub fn is_http_event(payload: &serde_json::Value) -> bool {
+    payload.get("requestContext").is_some() && payload.get("routeKey").is_some()
+}
+
+/// Serves a function that API Gateway and other triggers (SQS, schedules) both invoke: HTTP
+/// API requests go to `router` exactly as [`run_on_lambda`] serves them; every other payload
+/// goes to `handle`, as [`crate::run_events`] runs it.
+pub async fn run_http_and_events<F, Fut>(
+    function: &'static str,
+    config: &crate::RuntimeConfig,
+    router: Router,
+    handle: F,
+) -> Result<(), RuntimeError>
+where
+    F: Fn(lambda_runtime::LambdaEvent<serde_json::Value>, crate::Metrics) -> Fut
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<
+            Output = (
+                Result<serde_json::Value, lambda_runtime::Error>,
+                crate::Metrics,
+            ),
+        > + Send,
+{
+    use tower::{Service, ServiceExt};
+    let observed = observe(function, &config.metrics_namespace, router);
+    let handle = Arc::new(handle);
+    let namespace: Arc<str> = config.metrics_namespace.as_str().into();
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (handle, namespace, observed) =
+                (handle.clone(), namespace.clone(), observed.clone());
+            async move {
+                if !is_http_event(&event.payload) {
+                    return crate::observed_event(function, namespace, handle, event).await;
+                }
+                let request: lambda_http::request::LambdaRequest =
+                    serde_json::from_value(event.payload)?;
+                let mut adapter = lambda_http::Adapter::from(observed);
+                let response = adapter
+                    .ready()
+                    .await?
+                    .call(lambda_runtime::LambdaEvent::new(request, event.context))
+                    .await?;
+                Ok(serde_json::to_value(response)?)
+            }
+        },
+    );
+    lambda_runtime::run(service)
+        .await
+        .map_err(|e| RuntimeError::Lambda(e.to_string()))
+}
+
 #[derive(Debug, Clone)]
 struct Observe {
     function: &'static str,

@@ -7,13 +7,18 @@ pub mod events;
 mod extract;
 mod http;
 pub mod sqs;
+mod staff;
 /// The idempotency utility lives with the storage it needs; re-exported here, at the edge.
 pub use shopmind_storage::idempotency;
 mod telemetry;
 
 pub use error::ApiError;
 pub use extract::{Json, Query};
-pub use http::{finish_router, observe, run_on_lambda, serve_local, DEFAULT_BODY_LIMIT};
+pub use http::{
+    finish_router, is_http_event, observe, run_http_and_events, run_on_lambda, serve_local,
+    DEFAULT_BODY_LIMIT,
+};
+pub use staff::{staff_only, StaffAuth, StaffIdentity};
 pub use telemetry::{init_tracing, invocation_span, redact, take_cold_start, Metrics, Unit};
 
 /// Failures of the hosting layer itself.
@@ -77,6 +82,30 @@ impl RuntimeConfig {
     }
 }
 
+/// One event invocation: in the invocation span with its cold-start flag, then one EMF
+/// metrics line.
+pub(crate) async fn observed_event<F, Fut>(
+    function: &'static str,
+    namespace: std::sync::Arc<str>,
+    handle: std::sync::Arc<F>,
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_runtime::Error>
+where
+    F: Fn(lambda_runtime::LambdaEvent<serde_json::Value>, Metrics) -> Fut,
+    Fut: std::future::Future<Output = (Result<serde_json::Value, lambda_runtime::Error>, Metrics)>,
+{
+    use tracing::Instrument;
+    let cold = take_cold_start();
+    let span = invocation_span(function, &event.context.request_id, cold);
+    async move {
+        let (out, metrics) = handle(event, Metrics::new(&namespace, function)).await;
+        metrics.emit(cold);
+        out
+    }
+    .instrument(span)
+    .await
+}
+
 /// Runs an event-driven function (SQS batches, schedules, S3 events, direct invokes — any
 /// JSON): each invocation in the invocation span with its cold-start flag, and one EMF
 /// metrics line at its end. `handle` gets the event and the invocation's metrics to add to,
@@ -91,23 +120,11 @@ where
     Fut: std::future::Future<Output = (Result<serde_json::Value, lambda_runtime::Error>, Metrics)>
         + Send,
 {
-    use tracing::Instrument;
     let handle = std::sync::Arc::new(handle);
-    let namespace = config.metrics_namespace.clone();
+    let namespace: std::sync::Arc<str> = config.metrics_namespace.as_str().into();
     let service = lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let (handle, namespace) = (handle.clone(), namespace.clone());
-            async move {
-                let cold = take_cold_start();
-                let span = invocation_span(function, &event.context.request_id, cold);
-                async move {
-                    let (out, metrics) = handle(event, Metrics::new(&namespace, function)).await;
-                    metrics.emit(cold);
-                    out
-                }
-                .instrument(span)
-                .await
-            }
+            observed_event(function, namespace.clone(), handle.clone(), event)
         },
     );
     lambda_runtime::run(service)

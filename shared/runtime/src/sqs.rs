@@ -9,6 +9,14 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 
 use crate::telemetry::Metrics;
 
+/// Whether a Lambda payload is an SQS batch.
+pub fn is_sqs_event(payload: &serde_json::Value) -> bool {
+    payload["Records"]
+        .as_array()
+        .and_then(|r| r.first())
+        .is_some_and(|r| r["eventSource"] == "aws:sqs")
+}
+
 /// Outcome of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {

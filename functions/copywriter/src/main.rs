@@ -1,0 +1,74 @@
+//! The copywriter Lambda: staff HTTP routes (IAM-authorised by API Gateway) and SQS batches
+//! of copy jobs, one binary. Drafts in DynamoDB; the generator loaded on first use (local
+//! directory or S3, verified) and kept across warm invocations.
+
+use std::sync::Arc;
+
+use copywriter::{router, CopyConfig, CopyState, Worker, FUNCTION};
+use shopmind_copy::{CopyService, CopyWriter, ModelProvider, NoModel, Rules};
+use shopmind_inference::{InferenceConfig, LazyGenerator};
+use shopmind_runtime::sqs::{deadline_of, is_sqs_event, record_batch_metrics};
+use shopmind_runtime::{finish_router, staff_only, RuntimeConfig, StaffAuth, DEFAULT_BODY_LIMIT};
+use shopmind_storage::aws::AwsStore;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shopmind_runtime::init_tracing();
+    let runtime = RuntimeConfig::from_env()?;
+    let config = CopyConfig::from_env()?;
+    let inference = InferenceConfig::from_env()?;
+    let store = Arc::new(AwsStore::from_env().await);
+    let models: Arc<dyn ModelProvider> = if config.generator {
+        Arc::new(LazyGenerator::new(&inference))
+    } else {
+        Arc::new(NoModel)
+    };
+    let service = CopyService::new(
+        store,
+        Arc::new(CopyWriter::new(
+            Rules::new(&config.rules),
+            config.writer.clone(),
+        )),
+        models,
+    );
+    let worker = Worker {
+        service: service.clone(),
+        margin: runtime.deadline_margin,
+    };
+    let app = finish_router(
+        staff_only(
+            router(CopyState {
+                service,
+                config: Arc::new(config),
+            }),
+            StaffAuth::Iam,
+        ),
+        DEFAULT_BODY_LIMIT,
+    );
+    shopmind_runtime::run_http_and_events(FUNCTION, &runtime, app, move |event, mut metrics| {
+        let worker = worker.clone();
+        async move {
+            let deadline = deadline_of(&event.context);
+            let out = if is_sqs_event(&event.payload) {
+                match serde_json::from_value(event.payload) {
+                    Ok(batch) => {
+                        let (response, report, tally) = worker.sqs(batch, deadline).await;
+                        record_batch_metrics(&mut metrics, &report);
+                        metrics.count("drafts_created", tally.created as f64);
+                        metrics.count("drafts_regenerated", tally.regenerated as f64);
+                        metrics.count("drafts_unchanged", tally.unchanged as f64);
+                        metrics.count("drafts_kept", tally.kept as f64);
+                        metrics.count("drafts_fallback", tally.fallback as f64);
+                        serde_json::to_value(response).map_err(Into::into)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                Ok(worker.direct(event.payload, deadline).await)
+            };
+            (out, metrics)
+        }
+    })
+    .await?;
+    Ok(())
+}

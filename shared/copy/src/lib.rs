@@ -1,0 +1,26 @@
+//! Copy for the storefront, written so a human can approve it:
+//! plan ([`plan`]) → generate ([`writer`]) → validate ([`validate`]) → repair or fall back
+//! ([`compose`]) → store for review ([`draft`], [`service`]); and the batch over the catalog
+//! ([`jobs`]). Free of Lambda types; the `copywriter` and `copy-scheduler` functions and the
+//! `shopmind copy` command are thin edges over it.
+
+pub mod compose;
+pub mod draft;
+mod error;
+pub mod jobs;
+pub mod plan;
+pub mod product;
+pub mod service;
+pub mod validate;
+pub mod writer;
+
+pub use draft::{apply_review, Decision, Draft, Freshness, Review, Status};
+pub use error::{CopyError, Result};
+pub use product::{
+    parse_catalog, Audience, Channel, CopyRequest, Locale, Product, Segment, PROMPT_VERSION,
+};
+pub use service::{
+    key_from_parts, key_of, CopyService, Generated, ModelProvider, NoModel, Outcome,
+};
+pub use validate::{Report, Rule, Rules, RulesConfig, Violation};
+pub use writer::{CopyWriter, Source, TextModel, Variant, WriterConfig, Written};

@@ -1,0 +1,630 @@
+//! Steps 2–5: generate candidates from the plan, validate each, repair what can be repaired
+//! (drop the sentences that break a rule, cut to length), rank the ones that pass, and fall
+//! back to the composer when none does.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shopmind_inference::{ChatMessage, Decoding, FinishReason, GenerateOptions, Generation};
+
+use crate::compose::{compose, max_new_tokens, prompt};
+use crate::error::{CopyError, Result};
+use crate::plan::{plan, Plan};
+use crate::product::{Channel, CopyRequest, Locale};
+use crate::validate::{language_violation, Context, Corpus, Report, Rule, Rules, Violation};
+
+/// A text generator as the pipeline needs it; [`shopmind_inference::Generator`] is the real
+/// one. One completion per prompt, in order.
+pub trait TextModel: Send + Sync {
+    fn id(&self) -> &str;
+    fn complete(
+        &self,
+        prompts: &[Vec<ChatMessage>],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>>;
+}
+
+impl TextModel for shopmind_inference::Generator {
+    fn id(&self) -> &str {
+        self.model_id()
+    }
+
+    fn complete(
+        &self,
+        prompts: &[Vec<ChatMessage>],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
+        let rendered = prompts
+            .iter()
+            .map(|m| self.render_chat(m))
+            .collect::<shopmind_inference::Result<Vec<String>>>()
+            .map_err(|e| CopyError::Model(e.to_string()))?;
+        let refs: Vec<&str> = rendered.iter().map(String::as_str).collect();
+        self.generate(&refs, opts, &mut |_, _| {})
+            .map_err(|e| CopyError::Model(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Generated and passed as written.
+    Model,
+    /// Generated, passed after sentences that broke a rule were dropped or it was cut.
+    Repaired,
+    /// Written by the composer because no candidate passed.
+    Fallback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub text: String,
+    pub source: Source,
+    pub validation: Report,
+    pub score: f32,
+}
+
+/// What happened to the generated candidates, for the draft and for the pass-rate figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CandidateStats {
+    pub generated: usize,
+    pub passed: usize,
+    pub repaired: usize,
+    pub failed: usize,
+    /// How often each rule failed a candidate (before repair).
+    pub failures: std::collections::BTreeMap<String, usize>,
+    /// A generation was cut by the time budget.
+    pub cut: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Written {
+    pub plan: Plan,
+    /// Best first; the first is the draft's text.
+    pub variants: Vec<Variant>,
+    pub model: Option<String>,
+    pub fallback_reason: Option<String>,
+    pub stats: CandidateStats,
+}
+
+/// Decoding settings; sampling with repetition control (greedy makes small models loop).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterConfig {
+    /// Generation rounds before falling back.
+    pub rounds: usize,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+    pub no_repeat_ngram: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            rounds: 2,
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            repetition_penalty: 1.15,
+            no_repeat_ngram: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CopyWriter {
+    pub rules: Rules,
+    pub config: WriterConfig,
+}
+
+impl CopyWriter {
+    pub fn new(rules: Rules, config: WriterConfig) -> Self {
+        Self { rules, config }
+    }
+
+    /// The checks a text must pass for this request.
+    pub fn validate(&self, req: &CopyRequest, text: &str) -> Report {
+        let corpus = Corpus::of(&req.product, &self.rules);
+        self.rules.check(text, &context(req, &corpus))
+    }
+
+    /// Runs the pipeline. `model` is `None` when no generator is available: the composer
+    /// writes the draft and says why. Never fails: the shop always gets correct copy.
+    pub fn write(
+        &self,
+        req: &CopyRequest,
+        model: Option<&dyn TextModel>,
+        model_error: Option<String>,
+        deadline: Option<Instant>,
+    ) -> Written {
+        let corpus = Corpus::of(&req.product, &self.rules);
+        let ctx = context(req, &corpus);
+        let plan = plan(req, &self.rules, &corpus);
+        let want = req.variants();
+        let mut stats = CandidateStats::default();
+        let mut passing: Vec<Variant> = Vec::new();
+        let mut reason = model_error;
+        // Sampling is seeded from the inputs: the same request drafts the same copy.
+        let seed = u64::from_le_bytes(
+            Sha256::digest(req.input_hash().as_bytes())[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        if let Some(model) = model {
+            let messages = prompt(&plan);
+            for round in 0..self.config.rounds {
+                if passing.len() >= want {
+                    break;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    stats.cut = true;
+                    break;
+                }
+                let n = want - passing.len();
+                let opts = GenerateOptions {
+                    max_new_tokens: max_new_tokens(req.channel),
+                    decoding: Decoding::Sample {
+                        temperature: self.config.temperature,
+                        top_k: self.config.top_k,
+                        top_p: self.config.top_p,
+                        seed: seed ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    },
+                    repetition_penalty: self.config.repetition_penalty,
+                    no_repeat_ngram: self.config.no_repeat_ngram,
+                    stop: Vec::new(),
+                    deadline,
+                };
+                let generations = match model.complete(&vec![messages.clone(); n], &opts) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "generation failed; composing instead");
+                        reason = Some(e.to_string());
+                        break;
+                    }
+                };
+                for g in generations {
+                    stats.generated += 1;
+                    let finished = matches!(g.finish, FinishReason::Eos | FinishReason::Stop);
+                    if g.finish == FinishReason::TimeBudget {
+                        stats.cut = true;
+                    }
+                    let mut text = clean(&g.text, req.channel);
+                    if !finished {
+                        // Cut mid-sentence by the token or time budget: keep whole sentences.
+                        text = whole_sentences(&text);
+                    }
+                    let mut report = self.rules.check(&text, &ctx);
+                    if let Some(v) = language_violation(&text, req.locale) {
+                        report.violations.insert(0, v);
+                        report.passed = false;
+                    } else if !on_topic(&text, &plan) {
+                        report.violations.insert(
+                            0,
+                            Violation {
+                                rule: Rule::OffTopic,
+                                term: String::new(),
+                                message: "names neither the product nor any planned fact".into(),
+                                start: 0,
+                                end: 0,
+                            },
+                        );
+                        report.passed = false;
+                    }
+                    if report.passed {
+                        stats.passed += 1;
+                        passing.push(self.variant(text, Source::Model, report, &plan));
+                        continue;
+                    }
+                    for v in &report.violations {
+                        *stats
+                            .failures
+                            .entry(
+                                serde_json::to_value(v.rule)
+                                    .ok()
+                                    .and_then(|r| r.as_str().map(str::to_owned))
+                                    .unwrap_or_default(),
+                            )
+                            .or_default() += 1;
+                    }
+                    match repair(&text, &report, &ctx, &self.rules) {
+                        Some((fixed, report)) => {
+                            stats.repaired += 1;
+                            passing.push(self.variant(fixed, Source::Repaired, report, &plan));
+                        }
+                        None => stats.failed += 1,
+                    }
+                }
+            }
+            if passing.is_empty() && reason.is_none() {
+                reason = Some(format!(
+                    "none of {} generated candidates passed validation",
+                    stats.generated
+                ));
+            }
+        } else if reason.is_none() {
+            reason = Some("no generator configured".into());
+        }
+        let model_id = model.map(|m| m.id().to_owned());
+        if passing.is_empty() {
+            let text = compose(&plan, ctx.max_chars);
+            let report = self.rules.check(&text, &ctx);
+            let variant = self.variant(text, Source::Fallback, report, &plan);
+            return Written {
+                plan,
+                variants: vec![variant],
+                model: model_id,
+                fallback_reason: reason,
+                stats,
+            };
+        }
+        passing.sort_by(|a, b| b.score.total_cmp(&a.score));
+        passing.dedup_by(|a, b| a.text == b.text);
+        passing.truncate(want);
+        Written {
+            plan,
+            variants: passing,
+            model: model_id,
+            fallback_reason: None,
+            stats,
+        }
+    }
+
+    fn variant(&self, text: String, source: Source, validation: Report, plan: &Plan) -> Variant {
+        let score = score(&text, plan, source);
+        Variant {
+            text,
+            source,
+            validation,
+            score,
+        }
+    }
+}
+
+fn context<'a>(req: &'a CopyRequest, corpus: &'a Corpus) -> Context<'a> {
+    Context {
+        corpus,
+        channel: req.channel,
+        locale: req.locale,
+        max_chars: req.max_chars(),
+        brand: req.product.brand.as_deref(),
+    }
+}
+
+/// Ranking: how many planned facts the text uses, how well it fills the channel, and a
+/// penalty for having needed repair.
+fn score(text: &str, plan: &Plan, source: Source) -> f32 {
+    let lower = text.to_lowercase();
+    let used = plan
+        .facts
+        .iter()
+        .filter(|f| {
+            let key = f.value.to_lowercase();
+            let first = key.split_whitespace().next().unwrap_or_default().to_owned();
+            lower.contains(&key) || (first.chars().count() >= 4 && lower.contains(&first))
+        })
+        .count();
+    let coverage = used as f32 / plan.facts.len().max(1) as f32;
+    let fill = (text.chars().count() as f32 / plan.max_chars.max(1) as f32).min(1.0);
+    let penalty = match source {
+        Source::Model => 0.0,
+        Source::Repaired => 0.2,
+        Source::Fallback => 0.5,
+    };
+    coverage + 0.3 * fill - penalty
+}
+
+/// Significant words of a phrase: Latin words of 4+ letters, Han pairs.
+fn keywords(s: &str) -> Vec<String> {
+    let lower = s.to_lowercase();
+    let mut out: Vec<String> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4 && w.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_owned)
+        .collect();
+    let han: Vec<char> = lower
+        .chars()
+        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .collect();
+    out.extend(han.windows(2).map(|w| w.iter().collect::<String>()));
+    out
+}
+
+/// Whether the text names the product (a title word) or uses a planned fact.
+fn on_topic(text: &str, plan: &Plan) -> bool {
+    let lower = text.to_lowercase();
+    std::iter::once(plan.title.as_str())
+        .chain(plan.facts.iter().map(|f| f.value.as_str()))
+        .flat_map(keywords)
+        .any(|k| lower.contains(&k))
+}
+
+/// Strips what a chat model wraps copy in: a lead-in line ("Here is your post:"), quotes,
+/// markdown emphasis; short channels become one line.
+pub fn clean(raw: &str, channel: Channel) -> String {
+    let mut lines: Vec<&str> = raw.lines().map(str::trim).collect();
+    while lines.first().is_some_and(|l| {
+        l.is_empty() || (l.ends_with(':') && l.len() < 80) || l.to_lowercase().starts_with("here")
+    }) {
+        lines.remove(0);
+    }
+    let mut text = lines.join("\n").replace("**", "").replace("__", "");
+    text = text
+        .trim()
+        .trim_matches(['"', '“', '”', '「', '」'])
+        .trim()
+        .to_owned();
+    if matches!(channel, Channel::Sms | Channel::Push | Channel::SocialPost) {
+        text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    text
+}
+
+/// Byte ranges of the sentences in `text` (., !, ?, 。, ！, ？, ； or a line end closes one).
+fn sentences(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = i + c.len_utf8();
+        let closes = match c {
+            '。' | '！' | '？' | '；' | '\n' => true,
+            '.' | '!' | '?' => chars.peek().is_none_or(|(_, n)| n.is_whitespace()),
+            _ => false,
+        };
+        if closes {
+            out.push(start..end);
+            start = end;
+        }
+    }
+    if start < text.len() {
+        out.push(start..text.len());
+    }
+    out
+}
+
+fn closes_sentence(s: &str) -> bool {
+    s.trim_end()
+        .ends_with(['.', '!', '?', '。', '！', '？', '…'])
+}
+
+/// The text up to the end of its last complete sentence (or all of it if none ends).
+fn whole_sentences(text: &str) -> String {
+    let parts = sentences(text);
+    let complete: Vec<_> = parts
+        .iter()
+        .filter(|r| closes_sentence(&text[(*r).clone()]))
+        .collect();
+    match complete.last() {
+        Some(last) => text[..last.end].trim().to_owned(),
+        None => text.trim().to_owned(),
+    }
+}
+
+/// Drops every sentence that holds a violation, then trailing sentences until the text fits;
+/// the result must pass on its own. `None` when nothing usable is left.
+fn repair(
+    text: &str,
+    report: &Report,
+    ctx: &Context<'_>,
+    rules: &Rules,
+) -> Option<(String, Report)> {
+    let bad: Vec<&Violation> = report
+        .violations
+        .iter()
+        .filter(|v| !v.rule.is_whole_text())
+        .collect();
+    if report.violations.iter().any(|v| {
+        matches!(
+            v.rule,
+            Rule::TooShort | Rule::Empty | Rule::WrongLanguage | Rule::OffTopic
+        )
+    }) {
+        return None;
+    }
+    let keep: Vec<&str> = sentences(text)
+        .into_iter()
+        .filter(|r| !bad.iter().any(|v| v.start < r.end && r.start < v.end))
+        .map(|r| text[r].trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let sep = if ctx.locale == Locale::ZhCn { "" } else { " " };
+    let mut kept = keep.clone();
+    loop {
+        let candidate = kept.join(sep);
+        let report = rules.check(&candidate, ctx);
+        if report.passed {
+            return Some((candidate, report));
+        }
+        let too_long = report.violations.iter().any(|v| v.rule == Rule::TooLong);
+        if !too_long || kept.len() <= 1 {
+            return None;
+        }
+        kept.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    /// Plays back texts as if a model wrote them (the real model is tested in tests/).
+    struct Scripted {
+        texts: Mutex<Vec<&'static str>>,
+        calls: Mutex<usize>,
+    }
+
+    impl TextModel for Scripted {
+        fn id(&self) -> &str {
+            "scripted"
+        }
+        fn complete(
+            &self,
+            prompts: &[Vec<ChatMessage>],
+            _: &GenerateOptions,
+        ) -> Result<Vec<Generation>> {
+            *self.calls.lock().unwrap() += 1;
+            let mut texts = self.texts.lock().unwrap();
+            Ok(prompts
+                .iter()
+                .map(|_| Generation {
+                    text: if texts.is_empty() {
+                        String::new()
+                    } else {
+                        texts.remove(0).to_owned()
+                    },
+                    tokens: Vec::new(),
+                    prompt_tokens: 0,
+                    finish: FinishReason::Eos,
+                })
+                .collect())
+        }
+    }
+
+    fn scripted(texts: Vec<&'static str>) -> Scripted {
+        Scripted {
+            texts: Mutex::new(texts),
+            calls: Mutex::new(0),
+        }
+    }
+
+    fn request(channel: &str) -> CopyRequest {
+        serde_json::from_value(json!({
+            "product": {"id": "fit-1", "title": "Hose fitting", "brand": "Acme",
+                "price": 12.5, "currency": "EUR",
+                "attributes": {"material": "copper", "thread": "9/16 inch"},
+                "selling_points": ["Fits standard garden taps"]},
+            "channel": channel, "locale": "en", "variants": 2
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn passing_candidates_are_ranked_and_failing_ones_repaired() {
+        let model = scripted(vec![
+            "Here is your post:\n\"A copper hose fitting with a 9/16 inch thread. Fits standard garden taps.\"",
+            "The best fitting money can buy. Copper, 9/16 inch thread, fits standard garden taps.",
+        ]);
+        let w = CopyWriter::default().write(&request("social_post"), Some(&model), None, None);
+        assert_eq!(w.variants.len(), 2);
+        assert_eq!(w.variants[0].source, Source::Model);
+        assert_eq!(
+            w.variants[0].text,
+            "A copper hose fitting with a 9/16 inch thread. Fits standard garden taps."
+        );
+        assert_eq!(w.variants[1].source, Source::Repaired);
+        assert_eq!(
+            w.variants[1].text,
+            "Copper, 9/16 inch thread, fits standard garden taps."
+        );
+        assert!(w.variants.iter().all(|v| v.validation.passed));
+        assert_eq!(
+            (w.stats.generated, w.stats.passed, w.stats.repaired),
+            (2, 1, 1)
+        );
+        assert_eq!(w.stats.failures.get("superlative"), Some(&1));
+    }
+
+    #[test]
+    fn invented_facts_everywhere_fall_back_to_the_composer() {
+        let model = scripted(vec![
+            "Made of steel with a 1-9/16 inch thread.",
+            "Guaranteed for 10 years.",
+            "The #1 fitting, 100% leak-proof.",
+            "Stainless steel, IP68.",
+        ]);
+        let w = CopyWriter::default().write(&request("sms"), Some(&model), None, None);
+        assert_eq!(
+            *model.calls.lock().unwrap(),
+            2,
+            "two rounds before falling back"
+        );
+        assert_eq!(w.variants.len(), 1);
+        let v = &w.variants[0];
+        assert_eq!(v.source, Source::Fallback);
+        assert!(v.validation.passed, "{:?}", v.validation.violations);
+        assert_eq!(
+            v.text,
+            "Hose fitting by Acme. Fits standard garden taps. Price: 12.50 EUR."
+        );
+        assert!(w.fallback_reason.unwrap().contains("4 generated"));
+    }
+
+    #[test]
+    fn no_model_or_a_failing_model_still_gives_copy() {
+        let w = CopyWriter::default().write(&request("push"), None, None, None);
+        assert_eq!(w.variants[0].source, Source::Fallback);
+        assert_eq!(
+            w.fallback_reason.as_deref(),
+            Some("no generator configured")
+        );
+        struct Broken;
+        impl TextModel for Broken {
+            fn id(&self) -> &str {
+                "broken"
+            }
+            fn complete(
+                &self,
+                _: &[Vec<ChatMessage>],
+                _: &GenerateOptions,
+            ) -> Result<Vec<Generation>> {
+                Err(CopyError::Model("session failed".into()))
+            }
+        }
+        let w = CopyWriter::default().write(&request("push"), Some(&Broken), None, None);
+        assert!(w.variants[0].validation.passed);
+        assert!(w.fallback_reason.unwrap().contains("session failed"));
+    }
+
+    #[test]
+    fn a_passed_deadline_generates_nothing() {
+        let model = scripted(vec![
+            "Copper hose fitting for standard garden taps, 9/16 inch.",
+        ]);
+        let w =
+            CopyWriter::default().write(&request("sms"), Some(&model), None, Some(Instant::now()));
+        assert_eq!(*model.calls.lock().unwrap(), 0);
+        assert!(w.stats.cut);
+        assert_eq!(w.variants[0].source, Source::Fallback);
+    }
+
+    #[test]
+    fn chatter_about_itself_is_off_topic() {
+        let model = scripted(vec![
+            "I'm ready to help you craft your product listing! What is it?",
+            "Happy to help! Tell me more about your product.",
+        ]);
+        let mut req = request("push");
+        req.variants = Some(1);
+        let w = CopyWriter::default().write(&req, Some(&model), None, None);
+        assert_eq!(w.variants[0].source, Source::Fallback);
+        assert_eq!(w.stats.failures.get("off_topic"), Some(&2));
+        let p = plan(
+            &req,
+            &Rules::default(),
+            &Corpus::of(&req.product, &Rules::default()),
+        );
+        assert!(on_topic("Our hose fitting is here.", &p));
+        assert!(on_topic("Fits your garden taps.", &p));
+        assert!(!on_topic("Something new for you.", &p));
+    }
+
+    #[test]
+    fn cleaning_and_sentences() {
+        assert_eq!(
+            clean(
+                "Sure! Here's a post:\n\n**New** in: copper.  Buy now",
+                Channel::Sms
+            ),
+            "**New** in: copper. Buy now".replace("**", "")
+        );
+        assert_eq!(whole_sentences("One. Two! Three and"), "One. Two!");
+        assert_eq!(whole_sentences("no end"), "no end");
+        assert_eq!(sentences("好。很好！").len(), 2);
+        // 9.5 is not a sentence end.
+        assert_eq!(sentences("It is 9.5 cm. Yes").len(), 2);
+    }
+}
