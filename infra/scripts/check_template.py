@@ -137,17 +137,36 @@ def main():
         fail(f"infra/openapi.yaml is not valid OpenAPI: {e}")
     out = subprocess.run(["cargo", "run", "--quiet", "-p", "shopmind-local", "--bin", "shopmind", "--", "routes"],
                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    code = {(m, p): f for m, p, f in (line.split() for line in out.splitlines() if line.strip())}
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    code = {(m, p): f for m, p, f, _ in rows}
+    access = {(m, p): a for m, p, _, a in rows}
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
                   if m in ("get", "post", "put", "patch", "delete")}
-    function_of = {"RecommendFunction": "recommend", "SupportFunction": "support"}
+    function_of = {"RecommendFunction": "recommend", "SupportFunction": "support",
+                   "CopywriterFunction": "copywriter"}
     deployed = {}
+    auth_of = {}
     for name, r in resources.items():
         if r["Type"] != "AWS::Serverless::Function":
             continue
         for ev in r["Properties"].get("Events", {}).values():
             if ev["Type"] == "HttpApi":
-                deployed[(ev["Properties"]["Method"].upper(), ev["Properties"]["Path"])] = function_of.get(name, name)
+                props = ev["Properties"]
+                route = (props["Method"].upper(), props["Path"])
+                deployed[route] = function_of.get(name, name)
+                api = props.get("ApiId", {}).get("Ref")
+                api_auth = resources.get(api, {}).get("Properties", {}).get("Auth", {})
+                auth_of[route] = (api, props.get("Auth", {}).get("Authorizer")
+                                  or api_auth.get("DefaultAuthorizer"))
+    # Staff routes need IAM on the staff API; shopper routes are public on the storefront API.
+    for route, a in access.items():
+        if route not in auth_of:
+            continue
+        checked += 1
+        api, authorizer = auth_of[route]
+        want = ("StaffApi", "AWS_IAM") if a == "staff" else ("StorefrontApi", None)
+        if (api, authorizer) != want:
+            fail(f"route {route} ({a}): deployed on {api} with authorizer {authorizer}, expected {want}")
     for what, (a, b) in {"code vs openapi.yaml": (set(code), documented),
                          "code vs template": (set(code), set(deployed))}.items():
         checked += 1

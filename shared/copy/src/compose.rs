@@ -153,12 +153,13 @@ pub fn compose(plan: &Plan, limit: usize) -> String {
         (Locale::ZhCn, _) => format!("{}。", plan.title),
     };
     let mut out = head;
+    // Short channels say a selling point and the price before any attribute.
     let short = matches!(plan.channel, Channel::Sms | Channel::Push);
-    for f in &plan.facts {
-        // Short channels skip attribute lists; a selling point and the price say more.
-        if short && f.source == FactSource::Attribute {
-            continue;
-        }
+    let mut facts: Vec<&Fact> = plan.facts.iter().collect();
+    if short {
+        facts.sort_by_key(|f| f.source == FactSource::Attribute);
+    }
+    for f in facts {
         let s = sentence(f, plan.locale);
         if out.chars().count() + sep.len() + s.chars().count() <= limit {
             out.push_str(sep);

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+mod copy;
 use shopmind_embed_api::{EmbedLimits, EmbedState};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 
@@ -56,6 +58,12 @@ enum Command {
     /// Print every route the deployable functions serve, one `METHOD PATH FUNCTION` a line
     /// (what `infra/scripts/check_template.py` compares with the OpenAPI spec and template).
     Routes,
+    /// Copy drafts: `batch --catalog FILE` runs plan → generate → validate over a catalog
+    /// into the embedded store's drafts (resumable: current drafts are skipped).
+    Copy {
+        #[command(subcommand)]
+        what: CopyCommand,
+    },
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -75,6 +83,11 @@ enum IndexCommand {
     /// Store an intent catalog ({"intents": [{name, handoff, examples}]}) as kb/intents.json
     /// and train the intent model.
     Intents { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum CopyCommand {
+    Batch(copy::BatchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +120,8 @@ enum CliError {
     Eval(String),
     #[error("support: {0}")]
     Support(String),
+    #[error("copy: {0}")]
+    Copy(String),
     #[error(transparent)]
     Recs(#[from] shopmind_recs::RecsError),
     #[error(transparent)]
@@ -186,13 +201,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Routes => {
             let all = recommend::ROUTES
                 .iter()
-                .map(|r| (r, "recommend"))
-                .chain(support::ROUTES.iter().map(|r| (r, "support")));
-            for ((method, path), function) in all {
-                println!("{method} {path} {function}");
+                .map(|r| (r, "recommend", "public"))
+                .chain(support::ROUTES.iter().map(|r| (r, "support", "public")))
+                .chain(
+                    copywriter::ROUTES
+                        .iter()
+                        .map(|r| (r, "copywriter", "staff")),
+                );
+            for ((method, path), function, access) in all {
+                println!("{method} {path} {function} {access}");
             }
             Ok(())
         }
+        Command::Copy {
+            what: CopyCommand::Batch(args),
+        } => copy::batch(args, inference).await,
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
@@ -222,6 +245,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// `[#####     ] 12/40 jobs` on stderr, ended with a newline when done.
+fn progress_bar(done: usize, total: usize, what: &str) {
+    let filled = (done * 30 / total.max(1)).min(30);
+    eprint!(
+        "\r[{}{}] {done}/{total} {what}",
+        "#".repeat(filled),
+        " ".repeat(30 - filled)
+    );
+    if done >= total {
+        eprintln!();
+    }
+}
+
 async fn index(
     what: IndexCommand,
     data_dir: &std::path::Path,
@@ -241,17 +277,7 @@ async fn index(
                 source,
             })?;
             let encoder = LazyEncoder::new(inference).get().await?;
-            let mut bar = |done: usize, total: usize| {
-                let filled = done * 30 / total.max(1);
-                eprint!(
-                    "\r[{}{}] {done}/{total} items",
-                    "#".repeat(filled),
-                    " ".repeat(30 - filled)
-                );
-                if done == total {
-                    eprintln!();
-                }
-            };
+            let mut bar = |done: usize, total: usize| progress_bar(done, total, "items");
             let r = shopmind_recs::index_catalog(
                 &store,
                 &text,
@@ -482,14 +508,45 @@ async fn eval_support(
 }
 
 /// Every HTTP function's router, nested on one app, exactly as each runs inside Lambda.
-fn app(
+/// What the local app is built from.
+struct AppParts {
     encoder: Arc<LazyEncoder>,
     limits: EmbedLimits,
     store: Arc<shopmind_storage::embedded::EmbeddedStore>,
     recs: recommend::RecommendConfig,
     support_cfg: support::SupportConfig,
-    model_cache_dir: &std::path::Path,
-) -> axum::Router {
+    model_cache_dir: PathBuf,
+    copy_cfg: copywriter::CopyConfig,
+    models: Arc<dyn shopmind_copy::ModelProvider>,
+    staff: shopmind_runtime::StaffAuth,
+}
+
+fn app(parts: AppParts) -> axum::Router {
+    let AppParts {
+        encoder,
+        limits,
+        store,
+        recs,
+        support_cfg,
+        model_cache_dir,
+        copy_cfg,
+        models,
+        staff,
+    } = parts;
+    let copy = shopmind_runtime::staff_only(
+        copywriter::router(copywriter::CopyState {
+            service: shopmind_copy::CopyService::new(
+                store.clone(),
+                Arc::new(shopmind_copy::CopyWriter::new(
+                    shopmind_copy::Rules::new(&copy_cfg.rules),
+                    copy_cfg.writer.clone(),
+                )),
+                models,
+            ),
+            config: Arc::new(copy_cfg),
+        }),
+        staff,
+    );
     let recommend = recommend::router(recommend::RecommendState {
         profiles: store.clone(),
         indexes: Arc::new(shopmind_recs::LiveIndexes::new(store.clone(), recs.refresh)),
@@ -502,7 +559,7 @@ fn app(
         sentiment: Arc::new(support::LazySentiment::new(
             shopmind_inference::ModelSource::new(
                 support_cfg.sentiment_model.clone(),
-                model_cache_dir,
+                &model_cache_dir,
             ),
         )),
         encoder: encoder.clone(),
@@ -510,7 +567,8 @@ fn app(
     });
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
         .merge(recommend)
-        .merge(support);
+        .merge(support)
+        .merge(copy);
     shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
 
@@ -576,6 +634,24 @@ async fn serve(
     // says it is up.
     let store = Arc::new(shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?);
     let model_cache_dir = inference.model_cache_dir.clone();
+    let copy_cfg = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
+    let models: Arc<dyn shopmind_copy::ModelProvider> = if copy_cfg.generator {
+        Arc::new(shopmind_inference::LazyGenerator::new(&inference))
+    } else {
+        Arc::new(shopmind_copy::NoModel)
+    };
+    // Staff routes (copy) need a token locally; the demo makes one for the run.
+    let configured = std::env::var("SHOPMIND_STAFF_TOKEN").ok();
+    let generated = match (&configured, demo) {
+        (None, true) => {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| CliError::Copy(e.to_string()))?;
+            Some(hex::encode(bytes))
+        }
+        _ => None,
+    };
+    let staff = shopmind_runtime::StaffAuth::local(configured.as_deref().or(generated.as_deref()))
+        .map_err(CliError::Copy)?;
     let encoder = Arc::new(LazyEncoder::new(inference));
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing
@@ -598,18 +674,29 @@ async fn serve(
     tracing::info!(addr = %local, data_dir = %data_dir.display(), "shopmind serving");
     println!("shopmind listening on http://{local}");
     if demo {
+        let token = match &generated {
+            Some(t) => {
+                println!("staff token for this run (copy routes): {t}");
+                t.clone()
+            }
+            None => "$SHOPMIND_STAFF_TOKEN".into(),
+        };
         println!(
-            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n"
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
         );
     }
-    let app = app(
+    let app = app(AppParts {
         encoder,
-        EmbedLimits::from_env()?,
+        limits: EmbedLimits::from_env()?,
         store,
-        recommend::RecommendConfig::from_env()?,
-        support::SupportConfig::from_env().map_err(|e| CliError::Support(e.to_string()))?,
-        &model_cache_dir,
-    );
+        recs: recommend::RecommendConfig::from_env()?,
+        support_cfg: support::SupportConfig::from_env()
+            .map_err(|e| CliError::Support(e.to_string()))?,
+        model_cache_dir,
+        copy_cfg,
+        models,
+        staff,
+    });
     shopmind_runtime::serve_local(app, listener).await?;
     Ok(())
 }

@@ -76,6 +76,8 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     let mut child = shopmind()
         .args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
         .arg(&data)
+        .env("SHOPMIND_STAFF_TOKEN", "cli-test-staff-token")
+        .env("SHOPMIND_COPY_GENERATOR", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -140,9 +142,73 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"article_id\":\"returns\""), "{reply}");
 
+    // Copy is staff only: refused without the token, a validated draft with it.
+    let body = r#"{"product":{"id":"dress-linen","title":"Linen summer dress","attributes":{"material":"linen"}},"channel":"sms","locale":"en"}"#;
+    let copy = |auth: &str| {
+        http(&addr, &format!(
+            "POST /v1/copy HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let refused = copy("");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let draft = copy("Authorization: Bearer cli-test-staff-token\r\n");
+    assert!(draft.starts_with("HTTP/1.1 201"), "{draft}");
+    assert!(draft.contains("\"status\":\"pending_review\""), "{draft}");
+    assert!(draft.contains("\"passed\":true"), "{draft}");
+
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn copy_batch_writes_drafts_and_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/samples/catalog.jsonl");
+    let run = || {
+        shopmind()
+            .args([
+                "copy",
+                "batch",
+                "--no-model",
+                "--limit",
+                "3",
+                "--channels",
+                "sms,push",
+            ])
+            .arg("--catalog")
+            .arg(&catalog)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(out.contains("6 jobs due (6 missing, 0 stale)"), "{out}");
+    assert!(out.contains("6 drafts in"), "{out}");
+    // Run again: everything is current, nothing is redone.
+    let second = run();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("0 jobs due") && out.contains("6 current"),
+        "{out}"
+    );
+    let bad = shopmind()
+        .args(["copy", "batch", "--channels", "fax", "--catalog"])
+        .arg(&catalog)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown channel \"fax\""));
 }
 
 #[test]

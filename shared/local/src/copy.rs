@@ -1,0 +1,178 @@
+//! `shopmind copy batch`: the copy pipeline over a catalog file, on the embedded store, with a
+//! progress bar. Resumable: drafts already written from the same inputs are skipped, so an
+//! interrupted run picks up where it stopped.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use shopmind_copy::jobs::{due, BatchSpec};
+use shopmind_copy::{
+    parse_catalog, CopyService, CopyWriter, ModelProvider, NoModel, Outcome, Rules, Source,
+};
+use shopmind_inference::{InferenceConfig, LazyGenerator};
+
+use crate::{progress_bar, CliError};
+
+#[derive(Debug, clap::Args)]
+pub struct BatchArgs {
+    /// A JSONL catalog (the indexer's format; `item_id` or `id`, title, category, brand,
+    /// price, currency, attributes, selling_points).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Comma-separated channels: pdp_description, marketing_email, social_post, push, sms.
+    #[arg(long, default_value = "pdp_description")]
+    channels: String,
+    /// Comma-separated locales: en, zh-CN.
+    #[arg(long, default_value = "en")]
+    locales: String,
+    /// Candidates per draft (1-5).
+    #[arg(long)]
+    variants: Option<usize>,
+    /// Only the first N products.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Composer only: no generator.
+    #[arg(long)]
+    no_model: bool,
+    /// Also write every draft written in this run as JSON lines here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, default_value = ".shopmind", env = "SHOPMIND_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), CliError> {
+    let copy = |e: shopmind_copy::CopyError| CliError::Copy(e.to_string());
+    let text = std::fs::read_to_string(&args.catalog).map_err(|source| CliError::Io {
+        what: "could not read the catalog",
+        path: args.catalog.display().to_string(),
+        source,
+    })?;
+    let (mut products, bad) = parse_catalog(&text);
+    for (line, why) in &bad {
+        eprintln!("line {line}: {why}");
+    }
+    if let Some(n) = args.limit {
+        products.truncate(n);
+    }
+    let mut spec = BatchSpec::parse(&args.channels, &args.locales).map_err(copy)?;
+    spec.variants = args.variants;
+    let store = open_store(&args.data_dir)?;
+    let config = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
+    let models: Arc<dyn ModelProvider> = if args.no_model || !config.generator {
+        Arc::new(NoModel)
+    } else {
+        Arc::new(LazyGenerator::new(&inference))
+    };
+    let service = CopyService::new(
+        store,
+        Arc::new(CopyWriter::new(
+            Rules::new(&config.rules),
+            config.writer.clone(),
+        )),
+        models,
+    );
+    let (jobs, tally) = due(&service, spec.jobs(&products)).await.map_err(copy)?;
+    println!(
+        "{} products, {} bad lines; {} jobs due ({} missing, {} stale), {} current, {} approved or edited",
+        products.len(),
+        bad.len(),
+        jobs.len(),
+        tally.missing,
+        tally.stale,
+        tally.current,
+        tally.kept
+    );
+    let mut report = match &args.report {
+        Some(p) => Some(std::fs::File::create(p).map_err(|source| CliError::Io {
+            what: "could not create the report",
+            path: p.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let started = Instant::now();
+    let total = jobs.len();
+    let mut sources: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut generated, mut passed, mut repaired, mut failed_jobs) = (0, 0, 0, 0);
+    progress_bar(0, total, "jobs");
+    for (i, job) in jobs.into_iter().enumerate() {
+        let id = job.product.id.clone();
+        match service
+            .generate(job, "shopmind-copy-batch", None, true)
+            .await
+        {
+            Ok(g) => {
+                if matches!(g.outcome, Outcome::Created | Outcome::Regenerated) {
+                    let d = &g.draft;
+                    *sources
+                        .entry(match d.source {
+                            Source::Model => "model",
+                            Source::Repaired => "repaired",
+                            Source::Fallback => "fallback",
+                        })
+                        .or_default() += 1;
+                    generated += d.stats.generated;
+                    passed += d.stats.passed;
+                    repaired += d.stats.repaired;
+                    for (rule, n) in &d.stats.failures {
+                        *failures.entry(rule.clone()).or_default() += n;
+                    }
+                    if let Some(f) = report.as_mut() {
+                        let line = json!({
+                            "product_id": d.product_id, "channel": d.channel, "locale": d.locale,
+                            "source": d.source, "text": d.text, "passed": d.validation.passed,
+                            "fallback_reason": d.fallback_reason, "stats": d.stats,
+                            "variants": d.variants.iter().map(|v| &v.text).collect::<Vec<_>>(),
+                        });
+                        writeln!(f, "{line}").map_err(|source| CliError::Io {
+                            what: "could not write the report",
+                            path: String::new(),
+                            source,
+                        })?;
+                    }
+                }
+            }
+            Err(e) => {
+                failed_jobs += 1;
+                eprintln!("\n{id}: {e}");
+            }
+        }
+        progress_bar(i + 1, total, "jobs");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let written: usize = sources.values().sum();
+    println!(
+        "{written} drafts in {secs:.1} s ({:.1} jobs/min); by source {sources:?}; {failed_jobs} jobs failed",
+        written as f64 * 60.0 / secs.max(1e-9)
+    );
+    if generated > 0 {
+        println!(
+            "candidates: {generated} generated, {passed} passed as written ({:.1}%), {repaired} passed after repair ({:.1}%); failures by rule {failures:?}",
+            100.0 * passed as f64 / generated as f64,
+            100.0 * repaired as f64 / generated as f64,
+        );
+    }
+    if failed_jobs > 0 {
+        return Err(CliError::Copy(format!(
+            "{failed_jobs} jobs failed; run again to retry them"
+        )));
+    }
+    Ok(())
+}
+
+fn open_store(data_dir: &Path) -> Result<Arc<shopmind_storage::embedded::EmbeddedStore>, CliError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| CliError::Io {
+        what: "could not create the data dir",
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(shopmind_storage::embedded::EmbeddedStore::open(
+        data_dir,
+    )?))
+}
