@@ -115,6 +115,24 @@ impl CopyConfig {
     }
 }
 
+impl CopyConfig {
+    /// The copy service these settings describe, on `drafts` with `models`.
+    pub fn service(
+        &self,
+        drafts: Arc<dyn shopmind_storage::DraftStore>,
+        models: Arc<dyn shopmind_copy::ModelProvider>,
+    ) -> CopyService {
+        CopyService::new(
+            drafts,
+            Arc::new(shopmind_copy::CopyWriter::new(
+                shopmind_copy::Rules::new(&self.rules),
+                self.writer.clone(),
+            )),
+            models,
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CopyState {
     pub service: CopyService,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use copywriter::{router, CopyConfig, CopyState, Worker, FUNCTION};
-use shopmind_copy::{CopyService, CopyWriter, ModelProvider, NoModel, Rules};
+use shopmind_copy::{ModelProvider, NoModel};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
 use shopmind_runtime::sqs::{deadline_of, is_sqs_event, record_batch_metrics};
 use shopmind_runtime::{finish_router, staff_only, RuntimeConfig, StaffAuth, DEFAULT_BODY_LIMIT};
@@ -23,14 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     } else {
         Arc::new(NoModel)
     };
-    let service = CopyService::new(
-        store,
-        Arc::new(CopyWriter::new(
-            Rules::new(&config.rules),
-            config.writer.clone(),
-        )),
-        models,
-    );
+    let service = config.service(store, models);
     let worker = Worker {
         service: service.clone(),
         margin: runtime.deadline_margin,

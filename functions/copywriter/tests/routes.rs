@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use copywriter::{router, CopyConfig, CopyState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use shopmind_copy::{CopyService, CopyWriter, ModelProvider, Rules, TextModel};
+use shopmind_copy::{ModelProvider, TextModel};
 use shopmind_inference::{ChatMessage, FinishReason, GenerateOptions, Generation, LazyGenerator};
 use shopmind_runtime::{staff_only, StaffAuth};
 use shopmind_storage::embedded::EmbeddedStore;
@@ -70,14 +70,7 @@ fn app_with(models: Arc<dyn ModelProvider>) -> (axum::Router, tempfile::TempDir)
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let config = CopyConfig::from_lookup(|_| None).unwrap();
-    let service = CopyService::new(
-        store,
-        Arc::new(CopyWriter::new(
-            Rules::new(&config.rules),
-            config.writer.clone(),
-        )),
-        models,
-    );
+    let service = config.service(store, models);
     let app = staff_only(
         router(CopyState {
             service,

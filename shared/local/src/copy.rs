@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use shopmind_copy::jobs::{due, BatchSpec};
-use shopmind_copy::{
-    parse_catalog, CopyService, CopyWriter, ModelProvider, NoModel, Outcome, Rules, Source,
-};
+use shopmind_copy::{parse_catalog, ModelProvider, NoModel, Outcome, Source};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
 
 use crate::{progress_bar, CliError};
@@ -68,14 +66,7 @@ pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), Cl
     } else {
         Arc::new(LazyGenerator::new(&inference))
     };
-    let service = CopyService::new(
-        store,
-        Arc::new(CopyWriter::new(
-            Rules::new(&config.rules),
-            config.writer.clone(),
-        )),
-        models,
-    );
+    let service = config.service(store, models);
     let (jobs, tally) = due(&service, spec.jobs(&products)).await.map_err(copy)?;
     println!(
         "{} products, {} bad lines; {} jobs due ({} missing, {} stale), {} current, {} approved or edited",

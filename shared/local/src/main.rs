@@ -535,14 +535,7 @@ fn app(parts: AppParts) -> axum::Router {
     } = parts;
     let copy = shopmind_runtime::staff_only(
         copywriter::router(copywriter::CopyState {
-            service: shopmind_copy::CopyService::new(
-                store.clone(),
-                Arc::new(shopmind_copy::CopyWriter::new(
-                    shopmind_copy::Rules::new(&copy_cfg.rules),
-                    copy_cfg.writer.clone(),
-                )),
-                models,
-            ),
+            service: copy_cfg.service(store.clone(), models),
             config: Arc::new(copy_cfg),
         }),
         staff,
