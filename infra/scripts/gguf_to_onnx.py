@@ -6,7 +6,13 @@ layout Hugging Face optimum exports (so the Rust generator also runs optimum exp
              past_key_values.{i}.key / .value [B, kv_heads, P, head_dim] float32
     outputs  logits [B,S,vocab] float32, present.{i}.key / .value [B, kv_heads, P+S, head_dim]
 
-Weights are dequantised to float32 (re-quantising quantised weights changes the output).
+Weights are dequantised to float32 (`--weights float32`), or, with `--weights q4`, every Q4_1
+matrix keeps its own 4-bit blocks in a MatMulNBits node (com.microsoft): Q4_1 stores
+w = d*q + m per block of 32; MatMulNBits takes q with scale d and zero point 0, and the m part
+is added exactly as (blockwise sums of x) @ m (a fractional zero point would be slow in
+onnxruntime 1.31). Both give the model's own values; re-quantising would change the output.
+A tied LM head (no `output.weight`) reads the embedding through Gemm(transB=1) instead of a
+second, transposed copy.
 `llama` GGUF files store Q and K rows permuted for llama.cpp's RoPE; they are un-permuted so
 the graph uses the rotate-half RoPE of the original model. Qwen2 files are not permuted and
 add q/k/v biases. Also writes tokenizer.json (byte-level BPE from the GGUF's vocab, merges and
@@ -14,7 +20,7 @@ pre-tokenizer type), the chat template, and a manifest with every file's sha256.
 
 No PyTorch: numpy, gguf, onnx, tokenizers.
 
-    python gguf_to_onnx.py MODEL.gguf OUT_DIR [--name NAME]
+    python gguf_to_onnx.py MODEL.gguf OUT_DIR [--name NAME] [--weights float32|q4]
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from gguf import GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 from onnx import TensorProto, helper, numpy_helper
 
@@ -48,6 +54,26 @@ def load_weights(reader: GGUFReader) -> dict[str, np.ndarray]:
         a = dequantize(t.data, t.tensor_type).astype(np.float32)
         out[t.name] = a.reshape(list(reversed(t.shape.tolist())))
     return out
+
+
+def q4_1_blocks(reader: GGUFReader) -> dict[str, np.ndarray]:
+    """The raw Q4_1 tensors: name -> uint8 [rows, blocks * 20]."""
+    return {t.name: np.asarray(t.data) for t in reader.tensors
+            if t.tensor_type == GGMLQuantizationType.Q4_1}
+
+
+def split_q4_1(raw: np.ndarray):
+    """Q4_1 rows [N, nb*20] (per block: d f16, m f16, 16 bytes holding q[0..16] in the low
+    nibbles and q[16..32] in the high ones) -> MatMulNBits' packed q [N, nb, 16] (element 2i
+    in the low nibble, 2i+1 in the high one), scales d [N*nb] and mins m [N, nb]."""
+    n = raw.shape[0]
+    blocks = raw.reshape(n, -1, 20)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    qs = blocks[..., 4:20]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # [N, nb, 32] in element order
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    return packed, d.reshape(-1), m
 
 
 def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -77,7 +103,8 @@ class Graph:
         return outs[0] if n_out == 1 else outs
 
 
-def build(reader: GGUFReader, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+def build(reader: GGUFReader, weights: dict[str, np.ndarray],
+          q4: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     arch = field(reader, "general.architecture")
     if arch not in ("llama", "qwen2"):
         sys.exit(f"gguf_to_onnx: architecture {arch!r} is not supported (llama, qwen2)")
@@ -95,7 +122,6 @@ def build(reader: GGUFReader, weights: dict[str, np.ndarray]) -> onnx.ModelProto
     g = Graph()
     g.init("embed", embed)
     lm_head = weights.get("output.weight")
-    head_name = g.init("lm_head_t", np.ascontiguousarray((lm_head if lm_head is not None else embed).T))
     inv = 1.0 / (base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
     freqs = np.outer(np.arange(ctx, dtype=np.float64), inv)
     emb = np.concatenate([freqs, freqs], axis=-1)
@@ -123,9 +149,25 @@ def build(reader: GGUFReader, weights: dict[str, np.ndarray]) -> onnx.ModelProto
         var = g.op("ReduceMean", [g.op("Mul", [h, h]), g.const([-1])], keepdims=1)
         return g.op("Mul", [g.op("Div", [h, g.op("Sqrt", [g.op("Add", [var, g.const(eps, np.float32)])])]), w])
 
-    def linear(h, w_name, b_name=None):
-        w = g.init(g.name("w"), np.ascontiguousarray(weights[w_name].T))
-        y = g.op("MatMul", [h, w])
+    def linear(h, w_name, b_name=None, permute_heads=None):
+        raw = (q4 or {}).get(w_name)
+        n, k = weights[w_name].shape
+        if raw is None or k % 32:
+            w = g.init(g.name("w"), np.ascontiguousarray(weights[w_name].T))
+            y = g.op("MatMul", [h, w])
+        else:
+            if permute_heads:
+                # The same row order the float path gets from unpermute().
+                raw = raw[unpermute(np.arange(n)[:, None], permute_heads)[:, 0]]
+            packed, scales, mins = split_q4_1(raw)
+            nb = k // 32
+            y = g.op("MatMulNBits", [h, g.init(g.name("q4"), packed), g.init(g.name("scale"), scales),
+                                     g.init(g.name("zp"), np.zeros(n * ((nb + 1) // 2), np.uint8))],
+                     domain="com.microsoft", K=k, N=n, bits=4, block_size=32)
+            if np.any(mins):
+                sums = g.op("ReduceSum", [g.op("Reshape", [h, g.const([0, 0, nb, 32])]), g.const([-1])],
+                            keepdims=0)  # [B,S,nb]
+                y = g.op("Add", [y, g.op("MatMul", [sums, g.init(g.name("min"), np.ascontiguousarray(mins.T))])])
         if b_name and b_name in weights:
             y = g.op("Add", [y, g.init(g.name("b"), weights[b_name])])
         return y
@@ -155,8 +197,11 @@ def build(reader: GGUFReader, weights: dict[str, np.ndarray]) -> onnx.ModelProto
             weights[p + "attn_q.weight"] = unpermute(wq, heads)
             weights[p + "attn_k.weight"] = unpermute(wk, kv_heads)
         h = rms(x, p + "attn_norm.weight")
-        q = rope(heads_first(linear(h, p + "attn_q.weight", p + "attn_q.bias"), heads))
-        k = rope(heads_first(linear(h, p + "attn_k.weight", p + "attn_k.bias"), kv_heads))
+        permuted = arch == "llama"
+        q = rope(heads_first(linear(h, p + "attn_q.weight", p + "attn_q.bias",
+                                    heads if permuted else None), heads))
+        k = rope(heads_first(linear(h, p + "attn_k.weight", p + "attn_k.bias",
+                                    kv_heads if permuted else None), kv_heads))
         v = heads_first(linear(h, p + "attn_v.weight", p + "attn_v.bias"), kv_heads)
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(
@@ -186,10 +231,21 @@ def build(reader: GGUFReader, weights: dict[str, np.ndarray]) -> onnx.ModelProto
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
         x = g.op("Add", [x, linear(act, p + "ffn_down.weight")])
     x = rms(x, "output_norm.weight")
-    g.nodes.append(helper.make_node("MatMul", [x, head_name], ["logits"]))
+    if lm_head is not None:
+        g.nodes.append(helper.make_node("Identity", [linear(x, "output.weight")], ["logits"]))
+    else:
+        # Tied head: logits = x @ embed^T through Gemm(transB=1) on the embedding itself.
+        flat = g.op("Reshape", [x, g.const([-1, d])])
+        out_shape = g.op("Concat", [g.op("Slice", [g.op("Shape", [x]), g.const([0]), g.const([2])]),
+                                    g.const([vocab])], axis=0)
+        g.nodes.append(helper.make_node("Reshape", [g.op("Gemm", [flat, "embed"], transB=1), out_shape],
+                                        ["logits"]))
     outputs.insert(0, helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", vocab]))
     graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+    opsets = [helper.make_opsetid("", OPSET)]
+    if q4:
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(graph, opset_imports=opsets,
                               producer_name="shopmind gguf_to_onnx")
     model.ir_version = 10
     meta = {"layers": layers, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
@@ -239,10 +295,13 @@ def main() -> None:
     ap.add_argument("gguf", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--name", default=None)
+    ap.add_argument("--weights", choices=["float32", "q4"], default="float32",
+                    help="q4: keep Q4_1 matrices as 4-bit MatMulNBits blocks (exact, ~6x smaller)")
     args = ap.parse_args()
     reader = GGUFReader(str(args.gguf))
     weights = load_weights(reader)
-    model, meta = build(reader, weights)
+    q4 = q4_1_blocks(reader) if args.weights == "q4" else None
+    model, meta = build(reader, weights, q4)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".model.onnx.tmp"
     onnx.save_model(model, str(tmp))
@@ -266,7 +325,8 @@ def main() -> None:
                   for f in files],
         "generator": meta,
         "source": {"gguf": args.gguf.name, "gguf_sha256": sha256(args.gguf),
-                   "converted_by": "infra/scripts/gguf_to_onnx.py", "dtype": "float32"},
+                   "converted_by": "infra/scripts/gguf_to_onnx.py",
+                   "dtype": "q4_1 blocks in MatMulNBits, float32 otherwise" if q4 else "float32"},
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"gguf_to_onnx: wrote {args.out} ({meta['layers']} layers, vocab {meta['vocab']})")

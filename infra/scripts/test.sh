@@ -16,6 +16,7 @@ start_emulator
 
 # The converted generator against a numpy implementation of the same GGUF.
 .venv/bin/python infra/scripts/check_generator.py
+.venv/bin/python infra/scripts/check_generator.py --model smollm2-135m-instruct-q4
 
 # With arguments, they replace the default selection (e.g. `-p shopmind-e2e --test reliability`).
 if [ $# -gt 0 ]; then
