@@ -17,6 +17,7 @@
 import argparse
 import os
 import re
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,8 @@ def refs(node):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", default=os.environ.get("SHOPMIND_TEST_AWS_ENDPOINT"))
+    ap.add_argument("--write-openapi-json", action="store_true",
+                    help="rewrite infra/openapi.json from infra/openapi.yaml first")
     args = ap.parse_args()
     if not args.endpoint:
         sys.exit("check_template: no emulator endpoint (run through infra/scripts/test.sh)")
@@ -130,6 +133,16 @@ def main():
     from openapi_spec_validator import validate
     from openapi_spec_validator.readers import read_from_filename
     spec, _ = read_from_filename(str(ROOT / "infra" / "openapi.yaml"))
+    # `shopmind serve` serves the spec at /openapi.json from infra/openapi.json, generated from
+    # the YAML: it must be current (`--write-openapi-json` rewrites it).
+    rendered = json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+    json_path = ROOT / "infra" / "openapi.json"
+    if args.write_openapi_json:
+        json_path.write_text(rendered)
+    checked += 1
+    if not json_path.is_file() or json_path.read_text() != rendered:
+        fail("infra/openapi.json is not infra/openapi.yaml as JSON: run "
+             ".venv/bin/python infra/scripts/check_template.py --write-openapi-json")
     checked += 1
     try:
         validate(spec)

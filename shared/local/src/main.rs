@@ -561,9 +561,22 @@ fn app(parts: AppParts) -> axum::Router {
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
         .merge(recommend)
         .merge(support)
-        .merge(copy);
+        .merge(copy)
+        .route(
+            "/openapi.json",
+            axum::routing::get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI_JSON,
+                )
+            }),
+        );
     shopmind_runtime::finish_router(routes, shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
+
+/// The API description, generated from infra/openapi.yaml and checked current by
+/// infra/scripts/check_template.py.
+const OPENAPI_JSON: &str = include_str!("../../../infra/openapi.json");
 
 /// The demo's sample data (`infra/samples/`), built into the binary so `--demo` works from
 /// any directory.

@@ -110,6 +110,18 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("\"dimension\":384"));
 
+    let spec = http(
+        &addr,
+        "GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(spec.starts_with("HTTP/1.1 200"), "{spec}");
+    let body: serde_json::Value =
+        serde_json::from_str(spec.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["openapi"], "3.1.0");
+    assert!(
+        body["paths"]["/v1/copy/drafts/{product_id}/{channel}/{locale}/review"]["post"].is_object()
+    );
+
     let bad = http(&addr, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{\"te");
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
 
