@@ -125,6 +125,7 @@ async fn run(full: bool) {
             "/tmp/unused",
         ))),
         encoder,
+        generator: None,
         config: Arc::new(config),
     });
     let post = |uri: String, body: Value| {

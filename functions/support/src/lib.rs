@@ -21,12 +21,14 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shopmind_artifacts::Live;
-use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
+use shopmind_inference::{
+    FinishReason, GenerateOptions, Generator, LazyEncoder, LazyGenerator, ModelRef, ModelSource,
+};
 use shopmind_runtime::{ApiError, Json, Query};
 use shopmind_storage::{BlobStore, ConversationMeta, ConversationStore, StorageError, Turn};
 use shopmind_support::{
-    mask, respond, retrieval_query, AssistantConfig, IntentModel, KbIndex, LinearHead, Models,
-    PastTurn, Question, Role, SupportError,
+    mask, respond, retrieval_query, AnswerWriter, AssistantConfig, IntentModel, KbIndex,
+    LinearHead, Models, PastTurn, Question, Role, SupportError,
 };
 use tokio::sync::OnceCell;
 
@@ -54,6 +56,8 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.995 |
 /// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
+/// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes answers from the passages, checked against them; `off`: extractive) | off |
+/// | `SHOPMIND_SUPPORT_GENERATE_MS` (time budget of one generated answer; over it, extractive) | 4000 |
 #[derive(Debug, Clone)]
 pub struct SupportConfig {
     pub assistant: AssistantConfig,
@@ -63,6 +67,8 @@ pub struct SupportConfig {
     pub max_turns: usize,
     pub sentiment_model: ModelRef,
     pub refresh: Duration,
+    pub generate: bool,
+    pub generate_budget: Duration,
 }
 
 impl SupportConfig {
@@ -123,6 +129,23 @@ impl SupportConfig {
                 0.0,
                 86_400.0,
             )?),
+            generate: match get("SHOPMIND_SUPPORT_GENERATE").as_deref().map(str::trim) {
+                None | Some("off") => false,
+                Some("on") => true,
+                Some(v) => {
+                    return Err(SupportFnError::Config {
+                        name: "SHOPMIND_SUPPORT_GENERATE",
+                        value: v.to_owned(),
+                        why: "must be on or off",
+                    })
+                }
+            },
+            generate_budget: Duration::from_millis(num(
+                "SHOPMIND_SUPPORT_GENERATE_MS",
+                4000.0,
+                100.0,
+                60_000.0,
+            )? as u64),
         })
     }
 }
@@ -216,7 +239,41 @@ pub struct SupportState {
     pub knowledge: Arc<LiveKnowledge>,
     pub encoder: Arc<LazyEncoder>,
     pub sentiment: Arc<LazySentiment>,
+    /// Used when `config.generate` is on.
+    pub generator: Option<Arc<LazyGenerator>>,
     pub config: Arc<SupportConfig>,
+}
+
+/// The generator as the assistant's answer writer: greedy with a mild repetition penalty,
+/// a blank line ends the answer, and an answer the time budget cut is not used.
+#[derive(Debug)]
+struct GeneratedAnswers {
+    generator: Arc<Generator>,
+    deadline: std::time::Instant,
+}
+
+impl AnswerWriter for GeneratedAnswers {
+    fn answer(&self, messages: &[shopmind_inference::ChatMessage]) -> Option<String> {
+        let prompt = self.generator.render_chat(messages).ok()?;
+        let opts = GenerateOptions {
+            max_new_tokens: 96,
+            repetition_penalty: 1.1,
+            no_repeat_ngram: 4,
+            stop: vec!["\n\n".into()],
+            deadline: Some(self.deadline),
+            ..GenerateOptions::default()
+        };
+        match self.generator.generate(&[&prompt], &opts, &mut |_, _| {}) {
+            Ok(mut out) => match out.pop() {
+                Some(g) if g.finish != FinishReason::TimeBudget => Some(g.text),
+                _ => None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "answer generation failed; extractive answer used");
+                None
+            }
+        }
+    }
 }
 
 /// Every route this function serves (method, path), as the router builds them; checked
@@ -387,6 +444,8 @@ struct MessageBody {
 
 #[derive(Debug, Serialize)]
 struct CitationOut<'a> {
+    /// The `[n]` the reply uses.
+    n: usize,
     article_id: &'a str,
     title: &'a str,
     url: Option<&'a str>,
@@ -447,6 +506,17 @@ async fn post_message(
             None
         }
     };
+    let generator = match (&state.generator, cfg.generate) {
+        (Some(g), true) => match g.get().await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "generator unavailable; answering extractively");
+                None
+            }
+        },
+        _ => None,
+    };
+    let deadline = std::time::Instant::now() + cfg.generate_budget;
     // Embedding and answering are CPU work: one trip to the blocking pool.
     let reply = {
         let (knowledge, cfg) = (knowledge.clone(), state.config.clone());
@@ -468,10 +538,15 @@ async fn post_message(
                 .map(|e| e.vector.clone())
                 .unwrap_or_default();
             let query_vector = vectors.last().map(|e| e.vector.clone()).unwrap_or_default();
+            let writer = generator.map(|generator| GeneratedAnswers {
+                generator,
+                deadline,
+            });
             let models = Models {
                 kb: knowledge.kb.as_deref(),
                 intents: knowledge.intents.as_deref(),
                 sentiment: sentiment.as_deref(),
+                writer: writer.as_ref().map(|w| w as &dyn AnswerWriter),
             };
             let mut encode = |s: &[String]| {
                 encoder
@@ -501,6 +576,7 @@ async fn post_message(
         .citations
         .iter()
         .map(|c| CitationOut {
+            n: c.n,
             article_id: &c.article_id,
             title: &c.title,
             url: c.url.as_deref(),
@@ -545,6 +621,8 @@ async fn post_message(
         reason = ?reply.escalation_reason,
         confidence = reply.confidence,
         injection_suspected = reply.injection_suspected,
+        answer_source = ?reply.answer_source,
+        generation_rejected = reply.generation_rejected.as_deref().unwrap_or(""),
         kb_version = knowledge.kb_version.as_deref().unwrap_or(""),
         "support reply"
     );
@@ -562,6 +640,7 @@ async fn post_message(
         "escalate": reply.escalate,
         "escalation_reason": reply.escalation_reason,
         "confidence": reply.confidence,
+        "answer_source": reply.answer_source,
         "kb_version": knowledge.kb_version,
     })))
 }

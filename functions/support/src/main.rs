@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use shopmind_inference::{InferenceConfig, LazyEncoder, ModelSource};
+use shopmind_inference::{InferenceConfig, LazyEncoder, LazyGenerator, ModelSource};
 use shopmind_runtime::{finish_router, run_on_lambda, RuntimeConfig, DEFAULT_BODY_LIMIT};
 use shopmind_storage::aws::AwsStore;
 use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState, FUNCTION};
@@ -23,6 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             config.sentiment_model.clone(),
             &inference.model_cache_dir,
         ))),
+        generator: config
+            .generate
+            .then(|| Arc::new(LazyGenerator::new(&inference))),
         encoder: Arc::new(LazyEncoder::new(inference)),
         config: Arc::new(config),
     };

@@ -517,7 +517,8 @@ struct AppParts {
     support_cfg: support::SupportConfig,
     model_cache_dir: PathBuf,
     copy_cfg: copywriter::CopyConfig,
-    models: Arc<dyn shopmind_copy::ModelProvider>,
+    /// One generator for copy and support answers, loaded on first use.
+    generator: Arc<shopmind_inference::LazyGenerator>,
     staff: shopmind_runtime::StaffAuth,
 }
 
@@ -530,9 +531,14 @@ fn app(parts: AppParts) -> axum::Router {
         support_cfg,
         model_cache_dir,
         copy_cfg,
-        models,
+        generator,
         staff,
     } = parts;
+    let models: Arc<dyn shopmind_copy::ModelProvider> = if copy_cfg.generator {
+        generator.clone()
+    } else {
+        Arc::new(shopmind_copy::NoModel)
+    };
     let copy = shopmind_runtime::staff_only(
         copywriter::router(copywriter::CopyState {
             service: copy_cfg.service(store.clone(), models),
@@ -556,6 +562,7 @@ fn app(parts: AppParts) -> axum::Router {
             ),
         )),
         encoder: encoder.clone(),
+        generator: Some(generator),
         config: Arc::new(support_cfg),
     });
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
@@ -641,11 +648,7 @@ async fn serve(
     let store = Arc::new(shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?);
     let model_cache_dir = inference.model_cache_dir.clone();
     let copy_cfg = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
-    let models: Arc<dyn shopmind_copy::ModelProvider> = if copy_cfg.generator {
-        Arc::new(shopmind_inference::LazyGenerator::new(&inference))
-    } else {
-        Arc::new(shopmind_copy::NoModel)
-    };
+    let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
     // Staff routes (copy) need a token locally; the demo makes one for the run.
     let configured = std::env::var("SHOPMIND_STAFF_TOKEN").ok();
     let generated = match (&configured, demo) {
@@ -700,7 +703,7 @@ async fn serve(
             .map_err(|e| CliError::Support(e.to_string()))?,
         model_cache_dir,
         copy_cfg,
-        models,
+        generator,
         staff,
     });
     shopmind_runtime::serve_local(app, listener).await?;

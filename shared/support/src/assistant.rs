@@ -11,6 +11,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::bm25::tokenize;
+use crate::grounded::{check_grounded, grounded_prompt, AnswerWriter, Passage};
 use crate::head::LinearHead;
 use crate::intent::{IntentModel, IntentPrediction, OUT_OF_SCOPE};
 use crate::mask::{extract_entities, Entity};
@@ -102,6 +103,9 @@ pub struct Reply {
     pub confidence: f32,
     /// The text looked like an attempt to override instructions (logged; changes nothing).
     pub injection_suspected: bool,
+    pub answer_source: AnswerSource,
+    /// Why a generated answer was not used (it failed the grounding check, or no answer came).
+    pub generation_rejected: Option<String>,
 }
 
 /// The models one turn uses; any of them may be missing (not indexed yet).
@@ -110,6 +114,20 @@ pub struct Models<'a> {
     pub kb: Option<&'a KbIndex>,
     pub intents: Option<&'a IntentModel>,
     pub sentiment: Option<&'a LinearHead>,
+    /// Writes answers from the retrieved passages; without one, answers are extractive.
+    pub writer: Option<&'a dyn AnswerWriter>,
+}
+
+/// Where the reply's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerSource {
+    /// Sentences quoted from the best passage.
+    Extractive,
+    /// Written by the generator and checked against the passages ([`check_grounded`]).
+    Generated,
+    /// No answer (a handoff, or nothing found).
+    None,
 }
 
 #[allow(clippy::expect_used)] // constant patterns, exercised by the tests
@@ -313,6 +331,7 @@ pub fn respond(
         .kb
         .map(|kb| (kb, kb.search(query, query_vector, locale, &cfg.retrieve)));
     let mut citations: Vec<Citation> = Vec::new();
+    let mut passages: Vec<Passage> = Vec::new();
     let mut answer = None;
     let mut confidence = 0.0;
     if let Some((kb, r)) = &retrieved {
@@ -327,6 +346,12 @@ pub fn respond(
                         title: c.title.clone(),
                         url: c.url.clone(),
                         score: h.similarity,
+                    });
+                    // Each cited article's best passage, numbered as its citation.
+                    passages.push(Passage {
+                        n: citations.len(),
+                        title: c.title.clone(),
+                        text: c.text.clone(),
                     });
                 }
             }
@@ -375,6 +400,29 @@ pub fn respond(
     } else {
         None
     };
+    // A generated answer replaces the extractive one only when nobody is being handed off
+    // and it holds to the passages.
+    let mut answer_source = if answer.is_some() {
+        AnswerSource::Extractive
+    } else {
+        AnswerSource::None
+    };
+    let mut generation_rejected = None;
+    if let (None, Some(_), Some(writer)) = (reason, &answer, models.writer) {
+        passages.truncate(3);
+        match writer.answer(&grounded_prompt(query, &passages)) {
+            Some(written) => {
+                match check_grounded(&written, query, &passages, cfg.max_answer_chars) {
+                    Ok(a) => {
+                        answer = Some(a);
+                        answer_source = AnswerSource::Generated;
+                    }
+                    Err(why) => generation_rejected = Some(why),
+                }
+            }
+            None => generation_rejected = Some("no answer from the generator".into()),
+        }
+    }
     let reply = match (reason, &answer) {
         (None, Some(a)) => a.clone(),
         (Some(EscalationReason::AskedForHuman | EscalationReason::IntentHandoff), _)
@@ -388,10 +436,8 @@ pub fn respond(
         (Some(_), Some(a)) => format!("{a}\n\n{}", cfg.handoff_message),
         (None, None) => cfg.not_found_message.clone(),
     };
-    // A handoff without an answer cites nothing.
-    if !reply.contains("[1]") {
-        citations.clear();
-    }
+    // Only what the reply cites is listed (a handoff without an answer cites nothing).
+    citations.retain(|c| reply.contains(&format!("[{}]", c.n)));
     Reply {
         reply,
         citations,
@@ -402,7 +448,21 @@ pub fn respond(
         escalation_reason: reason,
         confidence,
         injection_suspected: injection,
+        answer_source: if reply_has_answer(reason) {
+            answer_source
+        } else {
+            AnswerSource::None
+        },
+        generation_rejected,
     }
+}
+
+/// Whether the reply carries the answer (a handoff for a human or an intent replaces it).
+fn reply_has_answer(reason: Option<EscalationReason>) -> bool {
+    !matches!(
+        reason,
+        Some(EscalationReason::AskedForHuman | EscalationReason::IntentHandoff)
+    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod assistant;
 pub mod bm25;
 mod error;
 pub mod eval;
+pub mod grounded;
 pub mod head;
 pub mod indexer;
 pub mod intent;
@@ -14,11 +15,12 @@ pub mod mask;
 pub mod retrieve;
 
 pub use assistant::{
-    respond, retrieval_query, AssistantConfig, Citation, EscalationReason, Models, PastTurn,
-    Question, Reply, Role, SentenceEncoder, Sentiment,
+    respond, retrieval_query, AnswerSource, AssistantConfig, Citation, EscalationReason, Models,
+    PastTurn, Question, Reply, Role, SentenceEncoder, Sentiment,
 };
 pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;
+pub use grounded::{check_grounded, AnswerWriter, Passage};
 pub use head::{train, LinearHead, TrainConfig};
 pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction};
 pub use kb::{chunk_article, parse_articles, Article, BadLine, Chunk, ChunkConfig, ParsedArticles};
