@@ -156,7 +156,7 @@ def main():
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
                   if m in ("get", "post", "put", "patch", "delete")}
     function_of = {"RecommendFunction": "recommend", "SupportFunction": "support",
-                   "CopywriterFunction": "copywriter"}
+                   "CopywriterFunction": "copywriter", "ProfileUpdaterFunction": "profile-updater"}
     deployed = {}
     auth_of = {}
     for name, r in resources.items():

@@ -1,5 +1,7 @@
 //! The profile-updater's glue: SQS batches (partial batch failures) and direct invokes in,
-//! the profiles crate's updater in the middle, the event archive after each batch.
+//! the profiles crate's updater in the middle, the event archive after each batch; and the
+//! staff route `DELETE /v1/users/{user_id}/data` (right to be forgotten), which removes the
+//! shopper's profile, conversations and idempotency records and says what it removed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -14,6 +16,52 @@ use shopmind_profiles::{
 use shopmind_runtime::sqs::{process_batch, BatchReport};
 
 pub const FUNCTION: &str = "profile-updater";
+
+/// Every HTTP route this function serves (all staff only); checked against
+/// `infra/openapi.yaml` and the template by `infra/scripts/check_template.py`.
+pub const ROUTES: [(&str, &str); 1] = [("DELETE", "/v1/users/{user_id}/data")];
+
+/// What the forget route needs.
+#[derive(Debug, Clone)]
+pub struct ForgetState {
+    pub profiles: Arc<dyn shopmind_storage::ProfileStore>,
+    pub conversations: Arc<dyn shopmind_storage::ConversationStore>,
+    pub idempotency: Arc<dyn shopmind_storage::IdempotencyStore>,
+}
+
+/// The staff routes, without the guard (see [`shopmind_runtime::staff_only`]).
+pub fn router(state: ForgetState) -> axum::Router {
+    axum::Router::new()
+        .route(ROUTES[0].1, axum::routing::delete(forget))
+        .with_state(state)
+}
+
+async fn forget(
+    axum::extract::State(state): axum::extract::State<ForgetState>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    identity: Option<axum::Extension<shopmind_runtime::StaffIdentity>>,
+) -> Result<axum::Json<shopmind_profiles::Forgotten>, shopmind_runtime::ApiError> {
+    let out = shopmind_profiles::forget_shopper(
+        state.profiles.as_ref(),
+        state.conversations.as_ref(),
+        state.idempotency.as_ref(),
+        &user_id,
+    )
+    .await
+    .map_err(|e| match e {
+        ProfileError::InvalidEvent(m) => shopmind_runtime::ApiError::unprocessable(m),
+        other => shopmind_runtime::ApiError::unavailable("the profile store", other),
+    })?;
+    // Who asked, and what went; never the shopper's data.
+    tracing::info!(
+        by = identity.map(|axum::Extension(i)| i.0).unwrap_or_default(),
+        profile = out.profile,
+        conversations = out.conversations,
+        idempotency_records = out.idempotency_records,
+        "shopper data removed"
+    );
+    Ok(axum::Json(out))
+}
 
 /// Search queries embedded by the sentence encoder, loaded on the first search event.
 #[derive(Debug)]

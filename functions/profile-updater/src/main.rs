@@ -1,14 +1,14 @@
 //! The profile-updater Lambda: reads its configuration once, builds the updater on DynamoDB +
-//! S3, and serves SQS batches and direct invokes.
+//! S3, and serves SQS batches, direct invokes and the staff forget route (IAM-authorised).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use profile_updater::{is_sqs, EncoderQueries, Handler, FUNCTION};
+use profile_updater::{is_sqs, router, EncoderQueries, ForgetState, Handler, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_profiles::{ProfileUpdater, UpdaterConfig};
 use shopmind_recs::{IndexItemVectors, LiveIndexes};
-use shopmind_runtime::RuntimeConfig;
+use shopmind_runtime::{finish_router, staff_only, RuntimeConfig, StaffAuth, DEFAULT_BODY_LIMIT};
 use shopmind_storage::aws::AwsStore;
 
 /// `SHOPMIND_INDEX_REFRESH_SECS` (default 60): how often the item index pointer is read.
@@ -29,6 +29,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = Arc::new(AwsStore::from_env().await);
     let encoder = Arc::new(LazyEncoder::new(InferenceConfig::from_env()?));
     let store_for_index = store.clone();
+    let forget = ForgetState {
+        profiles: store.clone(),
+        conversations: store.clone(),
+        idempotency: store.clone(),
+    };
     let updater = ProfileUpdater::new(
         store.clone(),
         store.clone(),
@@ -44,7 +49,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         updater: Arc::new(updater),
         deadline_margin: runtime.deadline_margin,
     };
-    shopmind_runtime::run_events(FUNCTION, &runtime, move |event, mut metrics| {
+    let app = finish_router(
+        staff_only(router(forget), StaffAuth::Iam),
+        DEFAULT_BODY_LIMIT,
+    );
+    shopmind_runtime::run_http_and_events(FUNCTION, &runtime, app, move |event, mut metrics| {
         let handler = handler.clone();
         async move {
             let deadline = shopmind_runtime::sqs::deadline_of(&event.context);

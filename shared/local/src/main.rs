@@ -207,6 +207,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     copywriter::ROUTES
                         .iter()
                         .map(|r| (r, "copywriter", "staff")),
+                )
+                .chain(
+                    profile_updater::ROUTES
+                        .iter()
+                        .map(|r| (r, "profile-updater", "staff")),
                 );
             for ((method, path), function, access) in all {
                 println!("{method} {path} {function} {access}");
@@ -543,7 +548,12 @@ fn app(parts: AppParts) -> axum::Router {
         copywriter::router(copywriter::CopyState {
             service: copy_cfg.service(store.clone(), models),
             config: Arc::new(copy_cfg),
-        }),
+        })
+        .merge(profile_updater::router(profile_updater::ForgetState {
+            profiles: store.clone(),
+            conversations: store.clone(),
+            idempotency: store.clone(),
+        })),
         staff,
     );
     let recommend = recommend::router(recommend::RecommendState {

@@ -6,11 +6,13 @@
 pub mod config;
 mod error;
 pub mod event;
+mod forget;
 pub mod profile;
 pub mod updater;
 
 pub use config::{UpdaterConfig, Weights};
 pub use error::ProfileError;
 pub use event::{BehaviourEvent, EventType, ValidEvent};
+pub use forget::{forget_shopper, Forgotten};
 pub use profile::{Decayed, DecayedVector, Profile, SeenItem};
 pub use updater::{idempotency_key, Applied, ItemVectors, ProfileUpdater, QueryEmbedder};
