@@ -28,6 +28,10 @@ pub enum Rule {
     EcoClaim,
     /// A word the shop or brand configured as banned.
     BannedWord,
+    /// A template slot left unfilled: "[Customer Name]", "{product}".
+    Placeholder,
+    /// A link, e-mail address or handle: none comes from the product data.
+    ContactOrLink,
     /// A number (with or without unit) that is not in the product's data.
     UnsupportedNumber,
     /// A material the product is not made of.
@@ -566,6 +570,18 @@ impl Rules {
 #[allow(clippy::expect_used)] // constant patterns, exercised by the tests
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:\d+-)?\d+/\d+|\d+(?:[.,]\d+)*").expect("number pattern"));
+/// "[Customer Name]", "{product}", "<insert ...>".
+#[allow(clippy::expect_used)]
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[[^\]\d]{2,40}\]|\{[^}]{2,40}\}|(?i)<\s*insert[^>]{0,40}>")
+        .expect("placeholder pattern")
+});
+/// URLs, bare domains, e-mail addresses, @handles.
+#[allow(clippy::expect_used)]
+static CONTACT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)https?://\S+|\bwww\.\S+|[\w.+-]+@[\w-]+\.[\w.]+|\b[\w-]+\.(?:com|net|org|io|cn|shop|store)\b|(?:^|\s)@\w{2,}")
+        .expect("contact pattern")
+});
 /// Codes that mix letters and digits: IP68, A15, USB3, 4K, 5G.
 #[allow(clippy::expect_used)]
 static SPEC: LazyLock<Regex> = LazyLock::new(|| {
@@ -855,6 +871,25 @@ impl Rules {
                 &mut covered,
                 "banned for this brand:",
             );
+        }
+        for (re, rule, what) in [
+            (&*PLACEHOLDER, Rule::Placeholder, "unfilled placeholder"),
+            (&*CONTACT, Rule::ContactOrLink, "link or contact detail"),
+        ] {
+            for m in re.find_iter(text) {
+                if overlaps(&covered, &m.range()) {
+                    continue;
+                }
+                let term = m.as_str().trim().to_owned();
+                violations.push(Violation {
+                    rule,
+                    message: format!("{what} {term:?}"),
+                    term,
+                    start: m.start(),
+                    end: m.end(),
+                });
+                covered.push(m.range());
+            }
         }
         self.check_facts(text, ctx, &covered, &mut violations);
         let chars = text.chars().count();
@@ -1227,6 +1262,33 @@ mod tests {
             rules_of(&r),
             vec![(Rule::UnsupportedMaterial, "不锈钢".into())]
         );
+    }
+
+    #[test]
+    fn placeholders_and_contact_details() {
+        let rules = Rules::default();
+        let p = product(json!({"material": "copper"}));
+        let r = check(
+            &rules,
+            &p,
+            Locale::En,
+            Channel::MarketingEmail,
+            "Dear [Customer Name], meet our {product}. Order at www.example.com or shop@example.com, \
+             or see https://example.com/x and follow @acmeshop for garden news and fitting tips.",
+        );
+        let found = rules_of(&r);
+        for (rule, term) in [
+            (Rule::Placeholder, "[Customer Name]"),
+            (Rule::Placeholder, "{product}"),
+            (Rule::ContactOrLink, "www.example.com"),
+            (Rule::ContactOrLink, "shop@example.com"),
+            (Rule::ContactOrLink, "https://example.com/x"),
+            (Rule::ContactOrLink, "@acmeshop"),
+        ] {
+            assert!(found.contains(&(rule, term.into())), "{term}: {found:?}");
+        }
+        // Citation-like numbers in brackets are not placeholders.
+        assert!(!PLACEHOLDER.is_match("see [1]"));
     }
 
     #[test]

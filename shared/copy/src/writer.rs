@@ -195,23 +195,7 @@ impl CopyWriter {
                         // Cut mid-sentence by the token or time budget: keep whole sentences.
                         text = whole_sentences(&text);
                     }
-                    let mut report = self.rules.check(&text, &ctx);
-                    if let Some(v) = language_violation(&text, req.locale) {
-                        report.violations.insert(0, v);
-                        report.passed = false;
-                    } else if !on_topic(&text, &plan) {
-                        report.violations.insert(
-                            0,
-                            Violation {
-                                rule: Rule::OffTopic,
-                                term: String::new(),
-                                message: "names neither the product nor any planned fact".into(),
-                                start: 0,
-                                end: 0,
-                            },
-                        );
-                        report.passed = false;
-                    }
+                    let report = check_generated(&text, &ctx, &plan, &self.rules);
                     if report.passed {
                         stats.passed += 1;
                         passing.push(self.variant(text, Source::Model, report, &plan));
@@ -228,7 +212,9 @@ impl CopyWriter {
                             )
                             .or_default() += 1;
                     }
-                    match repair(&text, &report, &ctx, &self.rules) {
+                    match repair(&text, &report, &ctx, &|t: &str| {
+                        check_generated(t, &ctx, &plan, &self.rules)
+                    }) {
                         Some((fixed, report)) => {
                             stats.repaired += 1;
                             passing.push(self.variant(fixed, Source::Repaired, report, &plan));
@@ -315,12 +301,25 @@ fn score(text: &str, plan: &Plan, source: Source) -> f32 {
     coverage + 0.3 * fill - penalty
 }
 
-/// Significant words of a phrase: Latin words of 4+ letters, Han pairs.
+/// Words too common to show what a text is about.
+const STOPWORDS: &[&str] = &[
+    "with", "that", "this", "your", "from", "have", "will", "more", "than", "they", "them", "what",
+    "when", "which", "into", "also", "just", "only", "very", "every", "their", "there", "these",
+    "those", "about", "would", "could", "should", "make", "made", "like", "best", "most", "much",
+    "many", "some", "each", "other", "over", "such", "been", "were", "here", "product", "products",
+    "item", "items", "perfect", "great", "quality", "design", "designed",
+];
+
+/// Significant words of a phrase: Latin words of 4+ letters that are not stopwords, Han pairs.
 fn keywords(s: &str) -> Vec<String> {
     let lower = s.to_lowercase();
     let mut out: Vec<String> = lower
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 4 && w.chars().all(|c| c.is_ascii_alphanumeric()))
+        .filter(|w| {
+            w.chars().count() >= 4
+                && w.chars().all(|c| c.is_ascii_alphanumeric())
+                && !STOPWORDS.contains(w)
+        })
         .map(str::to_owned)
         .collect();
     let han: Vec<char> = lower
@@ -331,13 +330,57 @@ fn keywords(s: &str) -> Vec<String> {
     out
 }
 
-/// Whether the text names the product (a title word) or uses a planned fact.
+/// A chat model talking as an assistant instead of writing copy.
+#[allow(clippy::expect_used)] // a constant pattern, exercised by the tests
+static CHATTER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)\b(i'?m (so |really )?(excited|thrilled|happy|glad|delighted|ready|here)|i am (so )?(excited|thrilled|happy|glad|here)|let me know|i can help|i'?d be (happy|glad)|happy to help|as an ai|here'?s (a|an|the|your|how|some|what)|your product|our team|sure!|certainly!)|当然可以|作为一个|我很高兴|以下是",
+    )
+    .expect("chatter pattern")
+});
+
+/// Whether the text is copy about this product: it names the product (a title word) or two
+/// of the planned facts' distinctive words, and does not talk as an assistant.
 fn on_topic(text: &str, plan: &Plan) -> bool {
+    if CHATTER.is_match(text) {
+        return false;
+    }
     let lower = text.to_lowercase();
-    std::iter::once(plan.title.as_str())
-        .chain(plan.facts.iter().map(|f| f.value.as_str()))
-        .flat_map(keywords)
-        .any(|k| lower.contains(&k))
+    if keywords(&plan.title)
+        .iter()
+        .any(|k| lower.contains(k.as_str()))
+    {
+        return true;
+    }
+    let mut facts: Vec<String> = plan
+        .facts
+        .iter()
+        .flat_map(|f| keywords(&f.value))
+        .filter(|k| k.chars().count() >= 5 || !k.is_ascii())
+        .filter(|k| lower.contains(k.as_str()))
+        .collect();
+    facts.sort();
+    facts.dedup();
+    facts.len() >= 2
+}
+
+/// Everything a generated candidate must pass: the rules, its language and its topic.
+fn check_generated(text: &str, ctx: &Context<'_>, plan: &Plan, rules: &Rules) -> Report {
+    let mut report = rules.check(text, ctx);
+    let whole = language_violation(text, ctx.locale).or_else(|| {
+        (!on_topic(text, plan)).then(|| Violation {
+            rule: Rule::OffTopic,
+            term: String::new(),
+            message: "not about the product, or talks as an assistant".into(),
+            start: 0,
+            end: 0,
+        })
+    });
+    if let Some(v) = whole {
+        report.violations.insert(0, v);
+        report.passed = false;
+    }
+    report
 }
 
 /// Strips what a chat model wraps copy in: a lead-in line ("Here is your post:"), quotes,
@@ -408,7 +451,7 @@ fn repair(
     text: &str,
     report: &Report,
     ctx: &Context<'_>,
-    rules: &Rules,
+    check: &dyn Fn(&str) -> Report,
 ) -> Option<(String, Report)> {
     let bad: Vec<&Violation> = report
         .violations
@@ -433,7 +476,7 @@ fn repair(
     let mut kept = keep.clone();
     loop {
         let candidate = kept.join(sep);
-        let report = rules.check(&candidate, ctx);
+        let report = check(&candidate);
         if report.passed {
             return Some((candidate, report));
         }
@@ -607,9 +650,11 @@ mod tests {
             &Rules::default(),
             &Corpus::of(&req.product, &Rules::default()),
         );
-        assert!(on_topic("Our hose fitting is here.", &p));
-        assert!(on_topic("Fits your garden taps.", &p));
+        assert!(on_topic("The hose fitting for every tap.", &p));
+        assert!(on_topic("Fits standard garden taps.", &p));
         assert!(!on_topic("Something new for you.", &p));
+        assert!(!on_topic("Your product is perfect!", &p));
+        assert!(!on_topic("I'm thrilled to present this hose fitting!", &p));
     }
 
     #[test]
