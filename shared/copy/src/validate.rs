@@ -337,7 +337,9 @@ const MATERIALS: &[&[&str]] = &[
     &["gold", "黄金", "金色"],
     &["silver", "白银", "纯银", "银色"],
     &["platinum", "铂金"],
-    &["wood", "wooden", "hardwood", "softwood", "木", "实木", "木质"],
+    &[
+        "wood", "wooden", "hardwood", "softwood", "木", "实木", "木质",
+    ],
     &["oak", "橡木"],
     &["walnut", "胡桃木"],
     &["pine", "松木"],
