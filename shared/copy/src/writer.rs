@@ -334,7 +334,7 @@ fn keywords(s: &str) -> Vec<String> {
 #[allow(clippy::expect_used)] // a constant pattern, exercised by the tests
 static CHATTER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(
-        r"(?i)\b(i'?m (so |really )?(excited|thrilled|happy|glad|delighted|ready|here)|i am (so )?(excited|thrilled|happy|glad|here)|let me know|i can help|i'?d be (happy|glad)|happy to help|as an ai|here'?s (a|an|the|your|how|some|what)|your product|our team|sure!|certainly!)|当然可以|作为一个|我很高兴|以下是",
+        r"(?i)\b(i'?m (so |really )?(excited|thrilled|happy|glad|delighted|ready|here)|i am (so )?(excited|thrilled|happy|glad|here)|let me know|i can help|i'?d be (happy|glad)|i'?d love to (help|assist)|assist you|happy to help|as an ai|here'?s (a|an|the|your|how|some|what)|your product|our team|sure!|certainly!)|当然可以|作为一个|我很高兴|以下是",
     )
     .expect("chatter pattern")
 });
