@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use shopmind_copy::jobs::{due, BatchSpec};
 use shopmind_copy::{parse_catalog, ModelProvider, NoModel, Outcome, Source};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
 
-use crate::{progress_bar, CliError};
+use crate::{open_store, progress_bar, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct BatchArgs {
@@ -59,7 +59,7 @@ pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), Cl
     }
     let mut spec = BatchSpec::parse(&args.channels, &args.locales).map_err(copy)?;
     spec.variants = args.variants;
-    let store = open_store(&args.data_dir)?;
+    let store = Arc::new(open_store(&args.data_dir)?);
     let config = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
     let models: Arc<dyn ModelProvider> = if args.no_model || !config.generator {
         Arc::new(NoModel)
@@ -155,15 +155,4 @@ pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), Cl
         )));
     }
     Ok(())
-}
-
-fn open_store(data_dir: &Path) -> Result<Arc<shopmind_storage::embedded::EmbeddedStore>, CliError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| CliError::Io {
-        what: "could not create the data dir",
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    Ok(Arc::new(shopmind_storage::embedded::EmbeddedStore::open(
-        data_dir,
-    )?))
 }

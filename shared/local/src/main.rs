@@ -250,6 +250,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The embedded store in `data_dir`, which is created if missing.
+fn open_store(
+    data_dir: &std::path::Path,
+) -> Result<shopmind_storage::embedded::EmbeddedStore, CliError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| CliError::Io {
+        what: "could not create the data dir",
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(shopmind_storage::embedded::EmbeddedStore::open(data_dir)?)
+}
+
 /// `[#####     ] 12/40 jobs` on stderr, ended with a newline when done.
 fn progress_bar(done: usize, total: usize, what: &str) {
     let filled = (done * 30 / total.max(1)).min(30);
@@ -268,12 +280,7 @@ async fn index(
     data_dir: &std::path::Path,
     inference: InferenceConfig,
 ) -> Result<(), CliError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| CliError::Io {
-        what: "could not create the data dir",
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    let store = shopmind_storage::embedded::EmbeddedStore::open(data_dir)?;
+    let store = open_store(data_dir)?;
     let report = match what {
         IndexCommand::Catalog { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| CliError::Io {
@@ -648,14 +655,9 @@ async fn serve(
     demo: bool,
     inference: InferenceConfig,
 ) -> Result<(), CliError> {
-    std::fs::create_dir_all(&data_dir).map_err(|source| CliError::Io {
-        what: "could not create the data dir",
-        path: data_dir.display().to_string(),
-        source,
-    })?;
     // The embedded store; opening it now checks the data dir is usable before the server
     // says it is up.
-    let store = Arc::new(shopmind_storage::embedded::EmbeddedStore::open(&data_dir)?);
+    let store = Arc::new(open_store(&data_dir)?);
     let model_cache_dir = inference.model_cache_dir.clone();
     let copy_cfg = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
