@@ -7,19 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 bash infra/scripts/setup.sh --arch all
-stamp=.venv/.requirements-build.sha256
-want=$(sha256sum infra/scripts/requirements-build.txt | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "[build-lambda] installing cargo-lambda and zig into .venv"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r infra/scripts/requirements-build.txt
-    echo "$want" > "$stamp"
-fi
-if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
-    rustup target add aarch64-unknown-linux-gnu || {
-        echo "build-lambda: could not add the Rust target aarch64-unknown-linux-gnu (rustup needs to reach its download server); install it and run again" >&2
-        exit 1
-    }
-fi
+bash infra/scripts/build-tools.sh
 
 functions=("$@")
 if [ ${#functions[@]} -eq 0 ]; then

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/setup.sh
+# cargo-lambda + zig (pinned) and the arm64 Rust target: the cargo-lambda test and the build below.
+bash infra/scripts/build-tools.sh
 # A one-shot build gains nothing from incremental state but its disk (set 1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
@@ -23,6 +25,18 @@ if [ $# -gt 0 ]; then
     cargo test "$@"
 else
     cargo test --workspace --all-targets
+fi
+# Every function built as it is deployed (`cargo lambda build --release --arm64`, through zig),
+# and each bootstrap checked: AArch64, glibc no newer than provided.al2023's.
+if [ $# -eq 0 ]; then
+    if [ "${SHOPMIND_SKIP_ARM64_BUILD:-}" = 1 ]; then
+        echo "[test] SKIPPED the arm64 Lambda builds (SHOPMIND_SKIP_ARM64_BUILD=1)" >&2
+    else
+        started=$(date +%s)
+        bash infra/scripts/build-lambda.sh
+        .venv/bin/python infra/scripts/check_bootstrap.py target/lambda/*/bootstrap
+        echo "[test] arm64 Lambda builds of every function: $(( $(date +%s) - started )) s"
+    fi
 fi
 # The build's footprint, so a CI machine running short of disk shows it before it fails.
 echo "[test] target/ holds $(du -sh target 2>/dev/null | cut -f1); $(df -h . | awk 'NR==2 {print $4}') free"

@@ -123,6 +123,54 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
     )
 }
 
+/// A new queue in the emulator: the client and the queue's URL.
+pub async fn create_queue(name: &str) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&aws_config().await);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating queue {name}: {e}"))
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    (sqs, url)
+}
+
+/// Receives and deletes every queued message, as the SQS event Lambda's event source mapping
+/// would deliver them.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receiving from {url}: {e}"));
+        if out.messages().is_empty() {
+            return event;
+        }
+        for m in out.messages() {
+            let mut msg = aws_lambda_events::sqs::SqsMessage::default();
+            msg.message_id = m.message_id().map(str::to_owned);
+            msg.receipt_handle = m.receipt_handle().map(str::to_owned);
+            msg.body = m.body().map(str::to_owned);
+            msg.event_source = Some("aws:sqs".into());
+            msg.aws_region = Some("us-east-1".into());
+            event.records.push(msg);
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("deleting from {url}: {e}"));
+        }
+    }
+}
+
 /// A bucket name no other test uses.
 pub fn unique_bucket(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use copy_scheduler::{Scheduler, SchedulerConfig, SchedulerError, SqsQueue};
 use shopmind_copy::jobs::BatchSpec;
 use shopmind_copy::{CopyService, CopyWriter, Decision, NoModel, Review};
@@ -15,55 +14,11 @@ use shopmind_storage::BlobStore;
 
 const CATALOG: &str = include_str!("../../../infra/samples/catalog.jsonl");
 
-async fn queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
-    client
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
-async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    loop {
-        let out = client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages();
-        if messages.is_empty() {
-            return event;
-        }
-        for m in messages {
-            let mut msg = SqsMessage::default();
-            msg.message_id = m.message_id().map(str::to_owned);
-            msg.body = m.body().map(str::to_owned);
-            msg.event_source = Some("aws:sqs".into());
-            event.records.push(msg);
-            client
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn only_missing_and_stale_jobs_are_queued_and_the_worker_drains_them() {
     let deployment = shopmind_e2e::EmulatorDeployment::create("cs").await;
     let store = Arc::new(deployment.store.clone());
-    let sqs = aws_sdk_sqs::Client::new(&shopmind_e2e::aws_config().await);
-    let url = queue(&sqs, &format!("copy-jobs-{}", std::process::id())).await;
+    let (sqs, url) = shopmind_e2e::create_queue(&format!("copy-jobs-{}", std::process::id())).await;
     // Five products; an older catalog object must be ignored in favour of the newest.
     let five: String = CATALOG.lines().take(5).map(|l| format!("{l}\n")).collect();
     store
@@ -137,7 +92,7 @@ async fn only_missing_and_stale_jobs_are_queued_and_the_worker_drains_them() {
     );
     assert_eq!(summary.queued.sent, 3);
 
-    let batch = drain(&sqs, &url).await;
+    let batch = shopmind_e2e::drain_queue(&sqs, &url).await;
     assert_eq!(batch.records.len(), 3);
     let worker = copywriter::Worker {
         service: service.clone(),

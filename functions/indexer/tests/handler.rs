@@ -75,7 +75,7 @@ fn invocations_are_recognised_and_bad_ones_refused() {
         kb_job(false, true)
     );
     assert_eq!(
-        job_of(&sample("eventbridge/scheduled.json")).unwrap(),
+        job_of(&sample("eventbridge/signals-schedule.json")).unwrap(),
         Job::Signals
     );
     assert_eq!(job_of(&json!({"job": "signals"})).unwrap(), Job::Signals);
@@ -158,7 +158,7 @@ async fn the_schedule_rebuilds_signals_from_the_archive() {
         .await
         .unwrap();
     let out = h
-        .run(job_of(&sample("eventbridge/scheduled.json")).unwrap())
+        .run(job_of(&sample("eventbridge/signals-schedule.json")).unwrap())
         .await
         .unwrap();
     assert_eq!(out["signals"]["events"], 2);

@@ -70,7 +70,8 @@ async fn delete(app: &axum::Router, user: &str, token: Option<&str>) -> (StatusC
 }
 
 async fn forgets_one_shopper_and_nobody_else(store: Arc<dyn Store>, tag: &str) {
-    let (u1, u2) = (format!("{tag}-u1"), format!("{tag}-u2"));
+    // The other shopper's id starts with the first one's and a ':' (ids may hold ':').
+    let (u1, u2) = (format!("{tag}-u1"), format!("{tag}-u1:x"));
     seed(store.as_ref(), &u1, &format!("{tag}a")).await;
     seed(store.as_ref(), &u2, &format!("{tag}b")).await;
     let app = staff_only(

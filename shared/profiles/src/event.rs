@@ -75,7 +75,7 @@ pub struct ValidEvent {
     pub profile_id: String,
 }
 
-fn id_ok(s: &str) -> bool {
+pub(crate) fn id_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c.is_control() || c == '|')
 }
 

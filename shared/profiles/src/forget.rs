@@ -26,10 +26,10 @@ pub async fn forget_shopper(
     idempotency: &dyn IdempotencyStore,
     user_id: &str,
 ) -> Result<Forgotten, ProfileError> {
-    if user_id.is_empty() || user_id.chars().count() > 128 || user_id.chars().any(char::is_control)
-    {
+    // The event contract's rule: an id that no event can carry has nothing to remove.
+    if !crate::event::id_ok(user_id) {
         return Err(ProfileError::InvalidEvent(
-            "user_id must be 1-128 characters without control characters".into(),
+            "user_id must be 1–128 characters without control characters or '|'".into(),
         ));
     }
     // Idempotency first: if a later step fails, a retry still finds the rest.

@@ -50,7 +50,9 @@ pub struct ProfileUpdater {
 
 /// The idempotency key of an event: per profile, so forgetting a shopper can drop them all.
 pub fn idempotency_key(profile_id: &str, event_id: &str) -> String {
-    format!("profile:{profile_id}:{event_id}")
+    // '|' is the one character ids may not hold, so "profile:{id}|" is a prefix of this
+    // shopper's keys only (with ':' between, forgetting "u1" also matched "u1:x").
+    format!("profile:{profile_id}|{event_id}")
 }
 
 impl ProfileUpdater {

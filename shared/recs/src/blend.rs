@@ -263,6 +263,21 @@ fn relation_text(r: Relation) -> &'static str {
     }
 }
 
+/// The weighted mean of the seeds' item vectors, unit length; `None` without seeds.
+fn seed_direction(index: &ItemIndex, seeds: &[(usize, f64, &'static str)]) -> Option<Vec<f32>> {
+    let mut sum = vec![0f32; index.dim()];
+    for (row, w, _) in seeds {
+        let Some(v) = index.vector(*row) else {
+            continue;
+        };
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += *w as f32 * x;
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (norm > 1e-6).then(|| sum.iter().map(|x| x / norm).collect())
+}
+
 /// "For you": semantic (profile embedding), collaborative (neighbours of recent and purchased
 /// items), popularity (trending in the asked category, else popular), and context. With no
 /// profile this is the cold-start path: popularity and context.
@@ -310,12 +325,14 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
         cands: HashMap::new(),
     };
 
-    // Semantic: the profile's direction against every item.
-    if let Some(u) = req
+    // Semantic: the profile's direction against every item. A profile whose events came
+    // before their items were indexed has no direction yet; its seeds' vectors stand in.
+    let direction = req
         .profile
         .and_then(|p| p.embedding.as_ref())
         .and_then(|e| e.unit())
-    {
+        .or_else(|| seed_direction(index, &seeds));
+    if let Some(u) = direction {
         for (row, s) in index.nearest(&u, cfg.pool, allowed) {
             pool.offer(row, Source::Semantic, f64::from(s), || {
                 // Explain with the seed the item is closest to.

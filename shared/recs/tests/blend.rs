@@ -146,6 +146,36 @@ fn a_known_shopper_gets_semantic_and_bought_together_items_and_not_what_they_saw
 }
 
 #[test]
+fn a_shopper_seen_before_the_items_were_indexed_gets_neighbours_of_what_they_saw() {
+    // Events that arrive before their items are indexed leave the profile without an
+    // embedding; the seeds still say what the shopper looked at.
+    let snap = snapshot();
+    let mut profile = shopper();
+    profile.embedding = None;
+    profile.recent_items = vec![SeenItem {
+        item_id: "l1".into(),
+        at: 10,
+    }];
+    let req = ForYou {
+        profile: Some(&profile),
+        limit: 2,
+        exclude_recent: true,
+        ..ForYou::default()
+    };
+    let cfg = BlendConfig {
+        mmr_lambda: 1.0,
+        ..BlendConfig::default()
+    };
+    let r = for_you(&snap, &req, &cfg);
+    // l2 is l1's nearest item (cosine 0.95); trending in Home adds to it.
+    assert_eq!(r[0].item_id, "l2", "{r:?}");
+    assert!(r[0]
+        .reasons
+        .iter()
+        .any(|x| x.text == "similar to 'Title l1' you viewed"));
+}
+
+#[test]
 fn category_filter_and_trending_in_that_category() {
     let snap = snapshot();
     let profile = shopper();

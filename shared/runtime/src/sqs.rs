@@ -85,7 +85,21 @@ where
 
 /// The Lambda deadline from the invocation context (milliseconds since the epoch).
 pub fn deadline_of(ctx: &lambda_runtime::Context) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ctx.deadline)
+    deadline_from_header(ctx.deadline, SystemTime::now())
+}
+
+/// Deadlines before this (2001-09-09) are not epoch times.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// Reads `Lambda-Runtime-Deadline-Ms`. Lambda sends an epoch time; `cargo lambda watch` sends
+/// its 600,000 ms timeout as is, which read as an epoch time lies in 1970 and would make every
+/// batch look out of time. A value too small to be an epoch time counts from `now`.
+pub fn deadline_from_header(deadline_ms: u64, now: SystemTime) -> SystemTime {
+    if deadline_ms < EPOCH_MS_FLOOR {
+        now + Duration::from_millis(deadline_ms)
+    } else {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)
+    }
 }
 
 /// Records the batch outcome as metrics.
@@ -93,4 +107,24 @@ pub fn record_batch_metrics(metrics: &mut Metrics, report: &BatchReport) {
     metrics.count("records_succeeded", report.succeeded as f64);
     metrics.count("records_failed", report.failed.len() as f64);
     metrics.count("records_deferred", report.deferred as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_deadline_is_read_as_one() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_845_600_000);
+        let at = deadline_from_header(1_795_845_630_000, now);
+        assert_eq!(at.duration_since(now).ok(), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_timeout_sent_as_the_deadline_counts_from_now() {
+        // What `cargo lambda watch` 1.9 sends on every invocation.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_845_600_000);
+        let at = deadline_from_header(600_000, now);
+        assert_eq!(at.duration_since(now).ok(), Some(Duration::from_secs(600)));
+    }
 }

@@ -80,7 +80,7 @@ async fn records_left_near_the_deadline_go_back_to_sqs() {
 
 #[test]
 fn scheduled_event_names_its_rule() {
-    let e: ScheduledEvent = sample("eventbridge/scheduled.json");
+    let e: ScheduledEvent = sample("eventbridge/copy-schedule.json");
     assert_eq!(e.detail_type, "Scheduled Event");
     assert_eq!(e.rule_name(), Some("shopmind-copy-nightly"));
 }
