@@ -9,7 +9,8 @@
    billing mode are compared with the template's.
 4. The HTTP routes agree three ways: the routes the functions build (`shopmind routes`), the
    paths of infra/openapi.yaml (itself validated as OpenAPI 3.1), and the HttpApi events of the
-   template, each bound to the right function.
+   template, each bound to the right function; staff routes IAM-authorised on StaffApi; and
+   every route has an API Gateway sample in events/apigw/.
 
     .venv/bin/python infra/scripts/check_template.py --endpoint http://127.0.0.1:PORT
 """
@@ -189,6 +190,14 @@ def main():
         checked += 1
         if deployed.get(route, function) != function:
             fail(f"route {route}: served by {function}, deployed on {deployed[route]}")
+    # Every route has an API Gateway sample in events/apigw/ (the cargo-lambda test sends them).
+    sampled = set()
+    for f in sorted((ROOT / "events" / "apigw").glob("*.json")):
+        method, _, path = json.loads(f.read_text())["routeKey"].partition(" ")
+        sampled.add((method, path))
+    checked += 1
+    if set(code) - sampled:
+        fail(f"routes without a sample in events/apigw/: {sorted(set(code) - sampled)}")
 
     if failures:
         sys.exit(f"\ncheck_template: {len(failures)} of {checked} checks failed")
