@@ -305,6 +305,16 @@ pub struct JobTally {
     pub fallback: usize,
 }
 
+impl shopmind_runtime::sqs::Tally for JobTally {
+    fn record(&self, metrics: &mut shopmind_runtime::Metrics) {
+        metrics.count("drafts_created", self.created as f64);
+        metrics.count("drafts_regenerated", self.regenerated as f64);
+        metrics.count("drafts_unchanged", self.unchanged as f64);
+        metrics.count("drafts_kept", self.kept as f64);
+        metrics.count("drafts_fallback", self.fallback as f64);
+    }
+}
+
 impl Worker {
     /// Runs the batch; records that fail, or that the deadline leaves unfinished, are
     /// reported so SQS delivers them again (a job cut by the deadline stores nothing).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use copywriter::{router, CopyConfig, CopyState, Worker, FUNCTION};
 use shopmind_copy::{ModelProvider, NoModel};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
-use shopmind_runtime::sqs::{deadline_of, is_sqs_event, record_batch_metrics};
+use shopmind_runtime::sqs::batch_or_direct;
 use shopmind_runtime::{finish_router, staff_only, RuntimeConfig, StaffAuth, DEFAULT_BODY_LIMIT};
 use shopmind_storage::aws::AwsStore;
 
@@ -41,24 +41,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shopmind_runtime::run_http_and_events(FUNCTION, &runtime, app, move |event, mut metrics| {
         let worker = worker.clone();
         async move {
-            let deadline = deadline_of(&event.context);
-            let out = if is_sqs_event(&event.payload) {
-                match serde_json::from_value(event.payload) {
-                    Ok(batch) => {
-                        let (response, report, tally) = worker.sqs(batch, deadline).await;
-                        record_batch_metrics(&mut metrics, &report);
-                        metrics.count("drafts_created", tally.created as f64);
-                        metrics.count("drafts_regenerated", tally.regenerated as f64);
-                        metrics.count("drafts_unchanged", tally.unchanged as f64);
-                        metrics.count("drafts_kept", tally.kept as f64);
-                        metrics.count("drafts_fallback", tally.fallback as f64);
-                        serde_json::to_value(response).map_err(Into::into)
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            } else {
-                Ok(worker.direct(event.payload, deadline).await)
-            };
+            let out = batch_or_direct(
+                event,
+                &mut metrics,
+                |batch, deadline| worker.sqs(batch, deadline),
+                |payload, deadline| worker.direct(payload, deadline),
+            )
+            .await;
             (out, metrics)
         }
     })

@@ -93,6 +93,15 @@ pub struct Tally {
     pub invalid: usize,
 }
 
+impl shopmind_runtime::sqs::Tally for Tally {
+    fn record(&self, metrics: &mut shopmind_runtime::Metrics) {
+        metrics.count("events_applied", self.applied as f64);
+        metrics.count("events_duplicate", self.duplicates as f64);
+        metrics.count("events_too_old", self.too_old as f64);
+        metrics.count("events_invalid", self.invalid as f64);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Handler {
     pub updater: Arc<ProfileUpdater>,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use profile_updater::{is_sqs, router, EncoderQueries, ForgetState, Handler, FUNCTION};
+use profile_updater::{router, EncoderQueries, ForgetState, Handler, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_profiles::{ProfileUpdater, UpdaterConfig};
 use shopmind_recs::{IndexItemVectors, LiveIndexes};
@@ -56,23 +56,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shopmind_runtime::run_http_and_events(FUNCTION, &runtime, app, move |event, mut metrics| {
         let handler = handler.clone();
         async move {
-            let deadline = shopmind_runtime::sqs::deadline_of(&event.context);
-            let out = if is_sqs(&event.payload) {
-                match serde_json::from_value(event.payload) {
-                    Ok(batch) => {
-                        let (response, report, tally) = handler.sqs(batch, deadline).await;
-                        shopmind_runtime::sqs::record_batch_metrics(&mut metrics, &report);
-                        metrics.count("events_applied", tally.applied as f64);
-                        metrics.count("events_duplicate", tally.duplicates as f64);
-                        metrics.count("events_too_old", tally.too_old as f64);
-                        metrics.count("events_invalid", tally.invalid as f64);
-                        serde_json::to_value(response).map_err(Into::into)
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            } else {
-                Ok(handler.direct(event.payload).await)
-            };
+            let out = shopmind_runtime::sqs::batch_or_direct(
+                event,
+                &mut metrics,
+                |batch, deadline| handler.sqs(batch, deadline),
+                |payload, _| handler.direct(payload),
+            )
+            .await;
             (out, metrics)
         }
     })

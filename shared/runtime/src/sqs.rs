@@ -102,6 +102,38 @@ pub fn deadline_from_header(deadline_ms: u64, now: SystemTime) -> SystemTime {
     }
 }
 
+/// The counters a batch handler keeps besides the SQS response, for the metrics line.
+pub trait Tally {
+    fn record(&self, metrics: &mut Metrics);
+}
+
+/// One invocation of a function that takes SQS batches and direct invokes: an SQS payload goes
+/// to `batch` (its outcome and tally become metrics, its response the answer), anything else to
+/// `direct`. Both get the invocation's deadline.
+pub async fn batch_or_direct<B, BF, D, DF, T>(
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+    metrics: &mut Metrics,
+    batch: B,
+    direct: D,
+) -> Result<serde_json::Value, lambda_runtime::Error>
+where
+    B: FnOnce(SqsEvent, SystemTime) -> BF,
+    BF: Future<Output = (SqsBatchResponse, BatchReport, T)>,
+    D: FnOnce(serde_json::Value, SystemTime) -> DF,
+    DF: Future<Output = serde_json::Value>,
+    T: Tally,
+{
+    let deadline = deadline_of(&event.context);
+    if !is_sqs_event(&event.payload) {
+        return Ok(direct(event.payload, deadline).await);
+    }
+    let records: SqsEvent = serde_json::from_value(event.payload)?;
+    let (response, report, tally) = batch(records, deadline).await;
+    record_batch_metrics(metrics, &report);
+    tally.record(metrics);
+    Ok(serde_json::to_value(response)?)
+}
+
 /// Records the batch outcome as metrics.
 pub fn record_batch_metrics(metrics: &mut Metrics, report: &BatchReport) {
     metrics.count("records_succeeded", report.succeeded as f64);

@@ -187,3 +187,75 @@ async fn concurrent_attempts_run_the_work_once() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert!(ok >= 1);
 }
+
+struct Seen(usize);
+
+impl shopmind_runtime::sqs::Tally for Seen {
+    fn record(&self, metrics: &mut shopmind_runtime::Metrics) {
+        metrics.count("seen", self.0 as f64);
+    }
+}
+
+fn invocation(payload: serde_json::Value) -> lambda_runtime::LambdaEvent<serde_json::Value> {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.deadline = far_deadline()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    lambda_runtime::LambdaEvent::new(payload, ctx)
+}
+
+#[tokio::test]
+async fn batches_and_direct_invokes_go_to_their_handlers_and_batches_leave_metrics() {
+    let batch_handler = |event: SqsEvent, deadline: SystemTime| async move {
+        let n = event.records.len();
+        let (response, report) =
+            process_batch(event, deadline, Duration::from_secs(2), parse_event).await;
+        (response, report, Seen(n))
+    };
+    let direct_handler =
+        |payload: serde_json::Value, _| async move { json!({ "direct": payload }) };
+
+    let raw: serde_json::Value = sample("sqs/behaviour-events-batch.json");
+    let mut metrics = shopmind_runtime::Metrics::new("Test", "fn");
+    let out = shopmind_runtime::sqs::batch_or_direct(
+        invocation(raw),
+        &mut metrics,
+        batch_handler,
+        direct_handler,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["batchItemFailures"][0]["itemIdentifier"],
+        "a7e3d2c1-5b6f-4e8d-9c0b-1a2b3c4d5e03"
+    );
+    let emf = metrics.to_emf(false, 0);
+    assert_eq!(emf["records_succeeded"], 2.0, "{emf}");
+    assert_eq!(emf["records_failed"], 1.0, "{emf}");
+    assert_eq!(emf["seen"], 3.0, "{emf}");
+
+    let mut metrics = shopmind_runtime::Metrics::new("Test", "fn");
+    let out = shopmind_runtime::sqs::batch_or_direct(
+        invocation(json!({"job": "x"})),
+        &mut metrics,
+        batch_handler,
+        direct_handler,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, json!({"direct": {"job": "x"}}));
+    assert!(metrics.to_emf(false, 0).get("records_succeeded").is_none());
+
+    // An SQS-shaped payload that is not a batch is an error, not a direct invoke.
+    let broken = json!({"Records": [{"eventSource": "aws:sqs", "messageId": 7}]});
+    let mut metrics = shopmind_runtime::Metrics::new("Test", "fn");
+    let out = shopmind_runtime::sqs::batch_or_direct(
+        invocation(broken),
+        &mut metrics,
+        batch_handler,
+        direct_handler,
+    )
+    .await;
+    assert!(out.is_err());
+}
