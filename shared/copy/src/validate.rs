@@ -1020,6 +1020,11 @@ impl Rules {
     }
 }
 
+/// A Han character (CJK unified ideographs, extension A, compatibility ideographs).
+pub(crate) fn is_han(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)
+}
+
 /// A [`Rule::WrongLanguage`] violation when `text` is not written in `locale`'s script:
 /// zh-CN needs at least a third of its letters to be Han; English at most a tenth.
 pub fn language_violation(text: &str, locale: Locale) -> Option<Violation> {
@@ -1027,13 +1032,7 @@ pub fn language_violation(text: &str, locale: Locale) -> Option<Violation> {
     if letters.is_empty() {
         return None;
     }
-    let han = letters
-        .iter()
-        .filter(|c| {
-            ('\u{4e00}'..='\u{9fff}').contains(*c) || ('\u{3400}'..='\u{4dbf}').contains(*c)
-        })
-        .count() as f32
-        / letters.len() as f32;
+    let han = letters.iter().filter(|c| is_han(**c)).count() as f32 / letters.len() as f32;
     let wrong = match locale {
         Locale::ZhCn => han < 0.34,
         Locale::En => han > 0.1,

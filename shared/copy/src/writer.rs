@@ -324,7 +324,7 @@ fn keywords(s: &str) -> Vec<String> {
         .collect();
     let han: Vec<char> = lower
         .chars()
-        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .filter(|c| crate::validate::is_han(*c))
         .collect();
     out.extend(han.windows(2).map(|w| w.iter().collect::<String>()));
     out
