@@ -14,7 +14,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r infra/scripts/requirements-build.txt
     echo "$want" > "$stamp"
 fi
-if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+if [ "${SHOPMIND_SKIP_ARM64_BUILD:-}" = 1 ]; then
+    echo "[build-tools] not adding the arm64 Rust target (SHOPMIND_SKIP_ARM64_BUILD=1)" >&2
+elif ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     echo "[build-tools] adding the Rust target aarch64-unknown-linux-gnu"
     rustup target add aarch64-unknown-linux-gnu || {
         echo "build-tools: could not add the Rust target aarch64-unknown-linux-gnu (rustup needs to reach its download server); install it and run again" >&2
