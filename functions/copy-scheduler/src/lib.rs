@@ -142,8 +142,8 @@ impl Scheduler {
             why: "not UTF-8".into(),
         })?;
         let (products, bad) = parse_catalog(&text);
-        for (line, why) in bad.iter().take(20) {
-            tracing::warn!(catalog = %key, line, error = %why, "catalog line skipped");
+        for b in bad.iter().take(20) {
+            tracing::warn!(catalog = %key, line = b.line, error = %b.reason, "catalog line skipped");
         }
         let jobs = self.config.spec.jobs(&products);
         let (due_jobs, tally) = due(&self.service, jobs).await?;

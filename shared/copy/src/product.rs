@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shopmind_catalog::{BadLine, CatalogItem};
 
 use crate::error::{CopyError, Result};
 
@@ -416,37 +417,30 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-/// Reads a catalog in the indexer's JSONL format (one product per line, `item_id` or `id`;
-/// `description`, `in_stock` and `image_url` are ignored: copy is written from attributes).
-/// Bad lines come back with their line number and reason; they never stop the read.
-pub fn parse_catalog(text: &str) -> (Vec<Product>, Vec<(usize, String)>) {
-    let mut products = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let parsed = serde_json::from_str::<Value>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|mut v| {
-                if let Some(obj) = v.as_object_mut() {
-                    for ignored in ["description", "in_stock", "image_url"] {
-                        obj.remove(ignored);
-                    }
-                }
-                serde_json::from_value::<Product>(v).map_err(|e| e.to_string())
-            });
-        match parsed {
-            Ok(p) => match check_id(&p.id) {
-                Ok(()) if !p.title.trim().is_empty() => products.push(p),
-                Ok(()) => bad.push((i + 1, "title is empty".into())),
-                Err(e) => bad.push((i + 1, e.to_string())),
-            },
-            Err(e) => bad.push((i + 1, e)),
+/// The products of a catalog (the shared JSONL contract, [`shopmind_catalog`]) and the lines
+/// skipped, each with its number: the contract's own checks, then the product id rule drafts
+/// need (no '|' or '/'). Description, stock and image are not copy inputs and are dropped, so a
+/// restock does not make every draft stale.
+pub fn parse_catalog(text: &str) -> (Vec<Product>, Vec<BadLine>) {
+    let parsed = shopmind_catalog::parse_catalog_with(text, |item| {
+        check_id(&item.item_id).map_err(|e| e.to_string())
+    });
+    (parsed.items.iter().map(Product::from).collect(), parsed.bad)
+}
+
+impl From<&CatalogItem> for Product {
+    fn from(item: &CatalogItem) -> Self {
+        Self {
+            id: item.item_id.clone(),
+            title: item.title.clone(),
+            category: item.category.clone(),
+            brand: item.brand.clone(),
+            price: item.price,
+            currency: item.currency.clone(),
+            attributes: item.attributes.clone(),
+            selling_points: item.selling_points.clone(),
         }
     }
-    (products, bad)
 }
 
 #[cfg(test)]
@@ -552,16 +546,24 @@ mod tests {
     #[test]
     fn catalog_lines_report_their_errors() {
         let text = concat!(
-            r#"{"item_id": "a", "title": "A", "description": "ignored", "in_stock": true}"#,
+            r#"{"item_id": "a", "title": "A", "description": "ignored", "in_stock": true, "selling_points": ["Tie waist"]}"#,
             "\n\nnot json\n",
             r#"{"item_id": "b", "title": ""}"#,
             "\n",
-            r#"{"id": "c", "title": "C", "colour": "red"}"#,
+            r#"{"id": "c", "title": "C"}"#,
+            "\n",
+            r#"{"item_id": "d/1", "title": "D"}"#,
         );
         let (products, bad) = parse_catalog(text);
         assert_eq!(products.len(), 1);
         assert_eq!(products[0].id, "a");
-        assert_eq!(bad.iter().map(|b| b.0).collect::<Vec<_>>(), vec![3, 4, 5]);
-        assert!(bad[2].1.contains("colour"), "{bad:?}");
+        assert_eq!(products[0].selling_points, ["Tie waist"]);
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
+        assert!(bad[2].reason.contains("`id`"), "{bad:?}");
+        // A valid catalog id that cannot key a draft.
+        assert!(bad[3].reason.contains("'/'"), "{bad:?}");
     }
 }

@@ -51,8 +51,8 @@ pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), Cl
         source,
     })?;
     let (mut products, bad) = parse_catalog(&text);
-    for (line, why) in &bad {
-        eprintln!("line {line}: {why}");
+    for b in &bad {
+        eprintln!("line {}: {}", b.line, b.reason);
     }
     if let Some(n) = args.limit {
         products.truncate(n);

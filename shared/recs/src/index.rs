@@ -8,10 +8,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shopmind_storage::BlobStore;
 
-use crate::catalog::CatalogItem;
 use crate::error::RecsError;
 use crate::topk::{top_k_quantised, QuantRows};
 use shopmind_artifacts as artifact;
+use shopmind_catalog::CatalogItem;
 
 pub const KIND: &str = "items";
 

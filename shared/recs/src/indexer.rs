@@ -8,10 +8,10 @@ use serde::Serialize;
 use shopmind_inference::Encoder;
 use shopmind_storage::BlobStore;
 
-use crate::catalog::{parse_catalog, BadLine};
 use crate::cooc::{build_signals, read_archive, Signals, SignalsConfig};
 use crate::error::RecsError;
 use crate::index::{ItemIndex, ItemMeta};
+use shopmind_catalog::{parse_catalog, BadLine};
 
 /// Items embedded per progress step (the encoder sorts and batches inside each step).
 pub const STEP: usize = 256;

@@ -4,7 +4,6 @@
 //! trending) built from the behaviour-event archive.
 
 mod blend;
-mod catalog;
 mod cooc;
 mod error;
 pub mod eval;
@@ -14,7 +13,6 @@ mod live;
 mod topk;
 
 pub use blend::{for_you, similar, BlendConfig, ForYou, Reason, Recommendation, Source, Theta};
-pub use catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use cooc::{
     build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
     TimedEvent,
@@ -24,4 +22,5 @@ pub use index::{ItemIndex, ItemMeta};
 pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
+pub use shopmind_catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};

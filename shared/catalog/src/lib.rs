@@ -1,5 +1,6 @@
-//! The catalog contract: JSONL, one item per line. A bad line is reported with its number
-//! and skipped; it never fails the rest of the catalog.
+//! The catalog contract, read by the indexer (recommendations), the copy batch and the copy
+//! scheduler: JSONL, one item per line. A bad line is reported with its number and skipped; it
+//! never fails the rest of the catalog.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,6 +28,9 @@ pub struct CatalogItem {
     pub attributes: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// Short claims the shop stands behind (bullet points), which copy may use as facts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selling_points: Vec<String>,
 }
 
 fn in_stock_default() -> bool {
@@ -50,6 +54,11 @@ impl CatalogItem {
                 other => other.to_string(),
             };
             parts.push(format!("{k}: {v}"));
+        }
+        for point in self.selling_points.iter().map(|p| p.trim()) {
+            if !point.is_empty() {
+                parts.push(point.to_owned());
+            }
         }
         if !self.description.trim().is_empty() {
             parts.push(self.description.trim().to_owned());
@@ -97,6 +106,15 @@ pub struct ParsedCatalog {
 /// Parses a JSONL catalog. Blank lines are skipped; a repeated `item_id` keeps the first line
 /// and reports the later ones.
 pub fn parse_catalog(text: &str) -> ParsedCatalog {
+    parse_catalog_with(text, |_| Ok(()))
+}
+
+/// [`parse_catalog`] with a reader's own rule on top (e.g. ids that must also fit a key):
+/// an item it refuses is reported with its line number like any other bad line.
+pub fn parse_catalog_with(
+    text: &str,
+    also: impl Fn(&CatalogItem) -> Result<(), String>,
+) -> ParsedCatalog {
     let mut out = ParsedCatalog::default();
     let mut seen = HashSet::new();
     for (i, raw) in text.lines().enumerate() {
@@ -115,7 +133,7 @@ pub fn parse_catalog(text: &str) -> ParsedCatalog {
                 continue;
             }
         };
-        if let Err(reason) = item.check() {
+        if let Err(reason) = item.check().and_then(|()| also(&item)) {
             out.bad.push(BadLine { line, reason });
             continue;
         }
