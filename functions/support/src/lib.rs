@@ -25,7 +25,9 @@ use shopmind_inference::{
     FinishReason, GenerateOptions, Generator, LazyEncoder, LazyGenerator, ModelRef, ModelSource,
 };
 use shopmind_runtime::{ApiError, Json, Query};
-use shopmind_storage::{BlobStore, ConversationMeta, ConversationStore, StorageError, Turn};
+use shopmind_storage::{
+    append_turn_at_end, BlobStore, ConversationMeta, ConversationStore, StorageError, Turn,
+};
 use shopmind_support::{
     mask, respond, retrieval_query, AnswerWriter, AssistantConfig, IntentModel, KbIndex,
     LinearHead, Models, PastTurn, Question, Role, SupportError,
@@ -298,6 +300,9 @@ fn new_conversation_id() -> Result<String, ApiError> {
     Ok(format!("c_{}", hex::encode(bytes)))
 }
 
+/// Places a turn may move forward when other messages arrive at the same moment.
+const APPEND_ATTEMPTS: u32 = 8;
+
 /// The owner of a conversation created without a `user_id` is this prefix + its own id.
 const ANONYMOUS: &str = "anon:";
 
@@ -315,9 +320,9 @@ fn check_user(user_id: Option<&str>) -> Result<(), ApiError> {
 
 fn storage(e: StorageError) -> ApiError {
     match e {
-        StorageError::Conflict(m) => {
-            ApiError::conflict(format!("another message was added at the same time: {m}"))
-        }
+        StorageError::Conflict(m) => ApiError::conflict(format!(
+            "too many messages at the same moment: {m}; send it again"
+        )),
         other => ApiError::unavailable("the conversation store", other),
     }
 }
@@ -602,14 +607,17 @@ async fn post_message(
         }),
         expires_at: meta.expires_at,
     };
-    state
-        .conversations
-        .append_turn(&id, &user_turn)
+    // Another message to this conversation at the same moment may take these places first;
+    // each turn then goes to the next free one, so both exchanges are kept.
+    let conversations = state.conversations.as_ref();
+    let user_seq = append_turn_at_end(conversations, &id, &user_turn, APPEND_ATTEMPTS)
         .await
         .map_err(storage)?;
-    state
-        .conversations
-        .append_turn(&id, &assistant_turn)
+    let assistant_turn = Turn {
+        seq: user_seq + 1,
+        ..assistant_turn
+    };
+    append_turn_at_end(conversations, &id, &assistant_turn, APPEND_ATTEMPTS)
         .await
         .map_err(storage)?;
     tracing::info!(

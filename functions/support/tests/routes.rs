@@ -182,6 +182,45 @@ async fn answers_from_the_knowledge_base_with_citations_and_keeps_the_turns() {
 }
 
 #[tokio::test]
+async fn two_messages_at_the_same_moment_are_both_answered_and_kept() {
+    let (app, _dir) = app().await;
+    let id = conversation(&app, Some("u-2")).await;
+    let (a, b) = tokio::join!(
+        say(&app, &id, "How long does delivery take?", Some("u-2")),
+        say(
+            &app,
+            &id,
+            "Which payment methods do you accept?",
+            Some("u-2")
+        ),
+    );
+    assert_eq!(a.0, StatusCode::OK, "{}", a.1);
+    assert_eq!(b.0, StatusCode::OK, "{}", b.1);
+    let (_, c) = call(
+        &app,
+        "GET",
+        &format!("/v1/support/conversations/{id}?user_id=u-2"),
+        None,
+    )
+    .await;
+    let turns = c["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 4, "{c}");
+    let users: Vec<&str> = turns
+        .iter()
+        .filter(|t| t["role"] == "user")
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(users.contains(&"How long does delivery take?"), "{c}");
+    assert!(
+        users.contains(&"Which payment methods do you accept?"),
+        "{c}"
+    );
+    let answers = turns.iter().filter(|t| t["role"] == "assistant").count();
+    assert_eq!(answers, 2, "{c}");
+    assert_eq!(turns[0]["role"], "user", "{c}");
+}
+
+#[tokio::test]
 async fn escalates_for_a_human_a_handoff_intent_repeats_and_questions_the_kb_cannot_answer() {
     let (app, _dir) = app().await;
     let id = conversation(&app, None).await;

@@ -223,6 +223,56 @@ pub async fn conversations_and_turns(s: Arc<dyn Store>) {
         vec![1, 2, 3]
     );
     assert_eq!(page.items[2].body["text"], "turn 3");
+
+    // Writers that all read the conversation when it had three turns each still land, at the
+    // next free places, and none overwrites another.
+    s.create_conversation(&meta("c2", "alice", exp))
+        .await
+        .unwrap();
+    for seq in 1..=3 {
+        let turn = Turn {
+            seq,
+            body: json!({}),
+            expires_at: exp,
+        };
+        s.append_turn("c2", &turn).await.unwrap();
+    }
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let turn = Turn {
+                    seq: 4,
+                    body: json!({ "writer": w }),
+                    expires_at: exp,
+                };
+                crate::append_turn_at_end(s.as_ref(), "c2", &turn, 10).await
+            })
+        })
+        .collect();
+    let mut got: Vec<u64> = Vec::new();
+    for w in writers {
+        got.push(w.await.unwrap().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![4, 5, 6, 7, 8, 9]);
+    let stored = s.list_turns("c2", None, 20).await.unwrap().items;
+    let mut writers_seen: Vec<u64> = stored
+        .iter()
+        .filter_map(|t| t.body["writer"].as_u64())
+        .collect();
+    writers_seen.sort_unstable();
+    assert_eq!(writers_seen, vec![0, 1, 2, 3, 4, 5]);
+    // Out of places: a clear conflict, not a lost turn.
+    let late = Turn {
+        seq: 1,
+        body: json!({}),
+        expires_at: exp,
+    };
+    assert!(matches!(
+        crate::append_turn_at_end(s.as_ref(), "c2", &late, 3).await,
+        Err(StorageError::Conflict(_))
+    ));
     assert_eq!(page.next, None);
     assert!(matches!(
         s.list_turns("c1", Some("garbage"), 10).await,

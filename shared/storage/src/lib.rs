@@ -50,6 +50,30 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize>;
 }
 
+/// Appends `turn` at its `seq` or, when another writer took that place first, at the next free
+/// one, trying at most `attempts` places; returns the `seq` it got. Two messages sent to one
+/// conversation at the same moment are then both kept, one after the other.
+pub async fn append_turn_at_end(
+    store: &(impl ConversationStore + ?Sized),
+    id: &str,
+    turn: &Turn,
+    attempts: u32,
+) -> Result<u64> {
+    let mut at = turn.clone();
+    for _ in 0..attempts.max(1) {
+        match store.append_turn(id, &at).await {
+            Ok(()) => return Ok(at.seq),
+            Err(StorageError::Conflict(_)) => at.seq += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StorageError::Conflict(format!(
+        "conversation {id}: turns {}..{} were all taken",
+        turn.seq,
+        at.seq - 1
+    )))
+}
+
 /// Copy drafts keyed by product × channel × locale, listed by status.
 #[async_trait]
 pub trait DraftStore: Send + Sync + std::fmt::Debug {
