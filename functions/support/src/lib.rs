@@ -649,6 +649,7 @@ async fn post_message(
         "escalation_reason": reply.escalation_reason,
         "confidence": reply.confidence,
         "answer_source": reply.answer_source,
+        "locale_fallback": reply.locale_fallback,
         "kb_version": knowledge.kb_version,
     })))
 }

@@ -182,6 +182,37 @@ async fn answers_from_the_knowledge_base_with_citations_and_keeps_the_turns() {
 }
 
 #[tokio::test]
+async fn a_locale_without_articles_is_answered_from_the_others() {
+    // The sample help centre is English only.
+    let (app, _dir) = app().await;
+    let id = conversation(&app, Some("u-3")).await;
+    let ask = |locale: &'static str| {
+        let app = app.clone();
+        let id = id.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                &format!("/v1/support/conversations/{id}/messages"),
+                Some(json!({
+                    "text": "How many days do I have to return a dress?",
+                    "user_id": "u-3",
+                    "locale": locale,
+                })),
+            )
+            .await
+        }
+    };
+    let (status, r) = ask("de").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["locale_fallback"], true, "{r}");
+    assert_eq!(r["citations"][0]["article_id"], "returns", "{r}");
+    assert_eq!(r["escalate"], false, "{r}");
+    let (_, r) = ask("en").await;
+    assert_eq!(r["locale_fallback"], false, "{r}");
+}
+
+#[tokio::test]
 async fn two_messages_at_the_same_moment_are_both_answered_and_kept() {
     let (app, _dir) = app().await;
     let id = conversation(&app, Some("u-2")).await;

@@ -106,6 +106,8 @@ pub struct Reply {
     pub answer_source: AnswerSource,
     /// Why a generated answer was not used (it failed the grounding check, or no answer came).
     pub generation_rejected: Option<String>,
+    /// The asked locale has no article, so every article was searched.
+    pub locale_fallback: bool,
 }
 
 /// The models one turn uses; any of them may be missing (not indexed yet).
@@ -327,9 +329,13 @@ pub fn respond(
     let injection = injection_suspected(text);
 
     // Retrieval and the extractive answer.
+    // A locale with no article is searched across every article instead: a shop whose help
+    // centre is in one language still answers shoppers who browse in another.
+    let locale_fallback = matches!((models.kb, locale), (Some(kb), Some(l)) if !kb.has_locale(l));
+    let searched = if locale_fallback { None } else { locale };
     let retrieved = models
         .kb
-        .map(|kb| (kb, kb.search(query, query_vector, locale, &cfg.retrieve)));
+        .map(|kb| (kb, kb.search(query, query_vector, searched, &cfg.retrieve)));
     let mut citations: Vec<Citation> = Vec::new();
     let mut passages: Vec<Passage> = Vec::new();
     let mut answer = None;
@@ -454,6 +460,7 @@ pub fn respond(
             AnswerSource::None
         },
         generation_rejected,
+        locale_fallback,
     }
 }
 
