@@ -183,6 +183,17 @@ pub async fn load(
     kind: &str,
     version: &str,
 ) -> Result<(ArtifactManifest, Vec<(String, Bytes)>), ArtifactError> {
+    load_files(blobs, kind, version, |_| true).await
+}
+
+/// [`load`], reading (and checking) only the files `wanted` names: a reader that needs one
+/// small file of a large artifact does not download the rest.
+pub async fn load_files(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(ArtifactManifest, Vec<(String, Bytes)>), ArtifactError> {
     check_segment("version", version)?;
     let prefix = version_prefix(kind, version);
     let manifest_key = format!("{prefix}manifest.json");
@@ -206,7 +217,7 @@ pub async fn load(
         ));
     }
     let mut files = Vec::with_capacity(manifest.files.len());
-    for f in &manifest.files {
+    for f in manifest.files.iter().filter(|f| wanted(&f.name)) {
         let key = format!("{prefix}{}", f.name);
         let data = blobs
             .get_blob(&key)

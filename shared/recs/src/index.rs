@@ -235,18 +235,29 @@ impl ItemIndex {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let items = artifact::take_file(&mut files, "items.jsonl")?;
-        let mut meta = Vec::new();
-        for (i, line) in items.split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            meta.push(
-                serde_json::from_slice::<ItemMeta>(line)
-                    .map_err(|e| corrupt(format!("items.jsonl line {}: {e}", i + 1)))?,
-            );
-        }
+        let meta =
+            parse_meta(&artifact::take_file(&mut files, "items.jsonl")?).map_err(&corrupt)?;
         Self::new(version, &model, dim, meta, vectors).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The items of the version `LATEST` points at, without their vectors (jobs that need
+    /// only ids and categories read one small file instead of the whole matrix).
+    pub async fn load_latest_meta(
+        blobs: &dyn BlobStore,
+    ) -> Result<Option<Vec<ItemMeta>>, RecsError> {
+        let Some(version) = Self::latest_version(blobs).await? else {
+            return Ok(None);
+        };
+        let (_, mut files) =
+            artifact::load_files(blobs, KIND, &version, |name| name == "items.jsonl").await?;
+        let meta =
+            parse_meta(&artifact::take_file(&mut files, "items.jsonl")?).map_err(|reason| {
+                RecsError::Corrupt {
+                    what: format!("items {version}"),
+                    reason,
+                }
+            })?;
+        Ok(Some(meta))
     }
 
     /// Loads whatever `LATEST` points at.
@@ -256,4 +267,19 @@ impl ItemIndex {
             None => Ok(None),
         }
     }
+}
+
+/// `items.jsonl`: one [`ItemMeta`] per line.
+fn parse_meta(items: &[u8]) -> Result<Vec<ItemMeta>, String> {
+    let mut meta = Vec::new();
+    for (i, line) in items.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        meta.push(
+            serde_json::from_slice::<ItemMeta>(line)
+                .map_err(|e| format!("items.jsonl line {}: {e}", i + 1))?,
+        );
+    }
+    Ok(meta)
 }

@@ -2,16 +2,17 @@
 //! into a new signals version. Both publish a fresh immutable version and move `LATEST` only
 //! when everything is written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use shopmind_catalog::{parse_catalog, BadLine};
 use shopmind_inference::Encoder;
 use shopmind_storage::BlobStore;
 
 use crate::cooc::{build_signals, read_archive, Signals, SignalsConfig};
 use crate::error::RecsError;
 use crate::index::{ItemIndex, ItemMeta};
-use shopmind_catalog::{parse_catalog, BadLine};
 
 /// Items embedded per progress step (the encoder sorts and batches inside each step).
 pub const STEP: usize = 256;
@@ -86,13 +87,14 @@ pub async fn index_signals(
     now: i64,
 ) -> Result<SignalsReport, RecsError> {
     let (events, unreadable) = read_archive(blobs).await?;
-    let items = ItemIndex::load_latest(blobs).await?;
-    let category_of = |id: &str| {
-        items
-            .as_ref()
-            .and_then(|i| i.row(id).and_then(|r| i.meta(r)))
-            .map(|m| m.category.clone())
-    };
+    // Categories only: the item vectors stay in the store.
+    let categories: HashMap<String, String> = ItemIndex::load_latest_meta(blobs)
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.item_id, m.category))
+        .collect();
+    let category_of = |id: &str| categories.get(id).cloned();
     let signals: Signals = build_signals(&events, &category_of, now, cfg);
     let manifest = signals.publish(blobs, now).await?;
     tracing::info!(

@@ -71,6 +71,24 @@ async fn round_trip(blobs: Arc<dyn BlobStore>) {
         .unwrap();
     let err = ItemIndex::load(blobs.as_ref(), "v1").await.unwrap_err();
     assert!(matches!(err, RecsError::Corrupt { .. }), "{err}");
+    // The items alone (what the signals job reads) never touch the vectors file, and are
+    // checked on their own.
+    let items = ItemIndex::load_latest_meta(blobs.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(items, idx.items());
+    blobs
+        .put_blob(
+            "indexes/items/v/v1/items.jsonl",
+            Bytes::from_static(b"{}\n"),
+        )
+        .await
+        .unwrap();
+    let err = ItemIndex::load_latest_meta(blobs.as_ref())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecsError::Corrupt { .. }), "{err}");
     // A pointer at a version that was never written is refused too.
     assert!(ItemIndex::load(blobs.as_ref(), "v9").await.is_err());
     // And a version name that would escape the prefix is invalid.
