@@ -66,22 +66,15 @@ impl RecommendConfig {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RecommendError> {
         let d = Self::default();
-        let num =
-            |name: &'static str, default: f64, lo: f64, hi: f64| -> Result<f64, RecommendError> {
-                match get(name) {
-                    None => Ok(default),
-                    Some(v) => v
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|x| x.is_finite() && *x >= lo && *x <= hi)
-                        .ok_or(RecommendError::Config {
-                            name,
-                            value: v,
-                            why: "must be a number in the documented range",
-                        }),
+        let num = |name: &'static str, default: f64, lo: f64, hi: f64| {
+            shopmind_runtime::number_setting(get(name), default, lo, hi).map_err(|value| {
+                RecommendError::Config {
+                    name,
+                    value,
+                    why: "must be a number in the documented range",
                 }
-            };
+            })
+        };
         let t = d.blend.theta;
         let theta = Theta {
             semantic: num("SHOPMIND_RECS_THETA_SEMANTIC", t.semantic, 0.0, 100.0)?,

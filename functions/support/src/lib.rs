@@ -80,18 +80,14 @@ impl SupportConfig {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SupportFnError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let num = |name: &'static str, default: f64, lo: f64, hi: f64| match get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= lo && *x <= hi)
-                .ok_or(SupportFnError::Config {
+        let num = |name: &'static str, default: f64, lo: f64, hi: f64| {
+            shopmind_runtime::number_setting(get(name), default, lo, hi).map_err(|value| {
+                SupportFnError::Config {
                     name,
-                    value: v,
+                    value,
                     why: "out of range or not a number",
-                }),
+                }
+            })
         };
         let mut assistant = AssistantConfig::default();
         assistant.retrieve.min_similarity = num(

@@ -48,6 +48,25 @@ pub struct RuntimeConfig {
     pub idempotency_in_progress: std::time::Duration,
 }
 
+/// A numeric setting: `default` when unset or blank, else the value if it is a finite number
+/// within `lo..=hi`; a bad value comes back as the error, for the caller's config error.
+pub fn number_setting(
+    value: Option<String>,
+    default: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<f64, String> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && (lo..=hi).contains(x))
+            .ok_or(v),
+    }
+}
+
 impl RuntimeConfig {
     pub fn from_env() -> Result<Self, RuntimeError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -130,4 +149,24 @@ where
     lambda_runtime::run(service)
         .await
         .map_err(|e| RuntimeError::Lambda(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_setting;
+
+    #[test]
+    fn number_settings_default_parse_and_refuse() {
+        assert_eq!(number_setting(None, 2.5, 0.0, 10.0), Ok(2.5));
+        assert_eq!(number_setting(Some("  ".into()), 2.5, 0.0, 10.0), Ok(2.5));
+        assert_eq!(number_setting(Some(" 7 ".into()), 2.5, 0.0, 10.0), Ok(7.0));
+        assert_eq!(number_setting(Some("10".into()), 2.5, 0.0, 10.0), Ok(10.0));
+        for bad in ["11", "-1", "NaN", "inf", "seven"] {
+            assert_eq!(
+                number_setting(Some(bad.into()), 2.5, 0.0, 10.0),
+                Err(bad.to_string()),
+                "{bad}"
+            );
+        }
+    }
 }
