@@ -116,22 +116,20 @@ impl Watch {
 
     /// Invokes with a sample from `events/`; a function error fails the test with the log.
     fn invoke(&self, function: &str, sample: &str) -> Value {
-        let file = workspace().join("events").join(sample);
-        self.invoke_file(function, &file).unwrap_or_else(|e| {
-            panic!(
-                "{function} <- {sample}: {e}\n--- watch log ---\n{}",
-                self.log_tail()
-            )
-        })
+        self.answer(function, sample, &workspace().join("events").join(sample))
     }
 
     /// Invokes with `event` (a sample edited for this run), written to a file first.
     fn invoke_value(&self, function: &str, name: &str, event: &Value) -> Value {
         let file = self.dir.join(name);
         std::fs::write(&file, serde_json::to_vec_pretty(event).unwrap()).unwrap();
-        self.invoke_file(function, &file).unwrap_or_else(|e| {
+        self.answer(function, name, &file)
+    }
+
+    fn answer(&self, function: &str, what: &str, file: &Path) -> Value {
+        self.invoke_file(function, file).unwrap_or_else(|e| {
             panic!(
-                "{function} <- {name}: {e}\n--- watch log ---\n{}",
+                "{function} <- {what}: {e}\n--- watch log ---\n{}",
                 self.log_tail()
             )
         })

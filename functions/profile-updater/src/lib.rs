@@ -212,6 +212,3 @@ impl Handler {
         json!({ "results": results })
     }
 }
-
-/// Whether a raw invocation payload is an SQS batch.
-pub use shopmind_runtime::sqs::is_sqs_event as is_sqs;

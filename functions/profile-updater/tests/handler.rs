@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use profile_updater::{is_sqs, Handler};
+use profile_updater::Handler;
 use serde_json::json;
 use shopmind_profiles::{Profile, ProfileUpdater, UpdaterConfig};
+use shopmind_runtime::sqs::is_sqs_event as is_sqs;
 use shopmind_storage::embedded::EmbeddedStore;
 use shopmind_storage::Store;
 

@@ -594,15 +594,6 @@ async fn post_message(
         }),
         expires_at: meta.expires_at,
     };
-    let assistant_turn = Turn {
-        seq: seq + 1,
-        body: json!({
-            "role": Role::Assistant, "text": reply.reply, "citations": citations,
-            "escalate": reply.escalate, "escalation_reason": reply.escalation_reason,
-            "confidence": reply.confidence, "at": now,
-        }),
-        expires_at: meta.expires_at,
-    };
     // Another message to this conversation at the same moment may take these places first;
     // each turn then goes to the next free one, so both exchanges are kept.
     let conversations = state.conversations.as_ref();
@@ -611,7 +602,12 @@ async fn post_message(
         .map_err(storage)?;
     let assistant_turn = Turn {
         seq: user_seq + 1,
-        ..assistant_turn
+        body: json!({
+            "role": Role::Assistant, "text": reply.reply, "citations": citations,
+            "escalate": reply.escalate, "escalation_reason": reply.escalation_reason,
+            "confidence": reply.confidence, "at": now,
+        }),
+        expires_at: meta.expires_at,
     };
     append_turn_at_end(conversations, &id, &assistant_turn, APPEND_ATTEMPTS)
         .await

@@ -135,7 +135,7 @@ where
 }
 
 /// Records the batch outcome as metrics.
-pub fn record_batch_metrics(metrics: &mut Metrics, report: &BatchReport) {
+fn record_batch_metrics(metrics: &mut Metrics, report: &BatchReport) {
     metrics.count("records_succeeded", report.succeeded as f64);
     metrics.count("records_failed", report.failed.len() as f64);
     metrics.count("records_deferred", report.deferred as f64);
