@@ -12,6 +12,7 @@ use shopmind_e2e::fault_proxy::{FaultPlan, FaultProxy};
 use shopmind_e2e::{aws_endpoint, unique_bucket};
 use shopmind_storage::aws::{AwsNames, AwsStore};
 use shopmind_storage::conformance;
+use shopmind_storage::{DraftKey, DraftRecord, DraftStore, StorageError};
 
 async fn store_through(proxy: &FaultProxy, n: usize) -> AwsStore {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -62,6 +63,9 @@ async fn conformance_write_paths_survive_injected_faults() {
         drop_before: 0.03,
         drop_after_read: 0.03,
         unprocessed: 0.5,
+        partial: 0.5,
+        // Fewer than the store's 8 stalled attempts: the table recovers before it gives up.
+        unprocessed_in_a_row: 3,
         seed: 0x5eed,
     };
     let proxy = FaultProxy::start(&aws_endpoint(), plan).await.unwrap();
@@ -69,6 +73,7 @@ async fn conformance_write_paths_survive_injected_faults() {
         eprintln!("[reliability] {name}");
         check(Arc::new(store_through(&proxy, i).await)).await;
     }
+    bulk_write_lands_every_item_once(&store_through(&proxy, conformance::ALL.len()).await).await;
     let s = &proxy.stats;
     let summary = s.summary();
     eprintln!("[reliability] {summary}");
@@ -83,7 +88,84 @@ async fn conformance_write_paths_survive_injected_faults() {
             s.dropped_after_read.load(Ordering::Relaxed),
         ),
         ("unprocessed", s.unprocessed.load(Ordering::Relaxed)),
+        (
+            "partly unprocessed",
+            s.partly_unprocessed.load(Ordering::Relaxed),
+        ),
     ] {
         assert!(n > 0, "no {kind} fault was injected: {summary}");
     }
+}
+
+fn drafts(prefix: &str, n: i64) -> Vec<(DraftKey, DraftRecord)> {
+    (0..n)
+        .map(|i| {
+            (
+                DraftKey::new(format!("{prefix}{i:04}"), "sms", "en"),
+                DraftRecord {
+                    status: prefix.into(),
+                    updated_at: i,
+                    body: serde_json::json!({"i": i}),
+                },
+            )
+        })
+        .collect()
+}
+
+/// 1,000 drafts in one call: 40 batches, each met by the faults above, all land exactly once.
+/// (Its many batch writes also make every fault kind near-certain to occur in this run.)
+async fn bulk_write_lands_every_item_once(store: &AwsStore) {
+    let written = drafts("bulk", 1000);
+    store.put_drafts(&written).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_drafts("bulk", cursor.as_deref(), 300)
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|(k, d)| (k, d.value.body)));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    seen.sort_by(|a, b| a.0.product_id.cmp(&b.0.product_id));
+    let expected: Vec<_> = written.into_iter().map(|(k, d)| (k, d.body)).collect();
+    assert_eq!(seen, expected);
+}
+
+/// A table that never takes a batch: the write fails with an error that says so, after the
+/// store's bounded retries, instead of hanging or reporting success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_table_never_takes_fails_with_a_clear_error() {
+    let plan = FaultPlan {
+        throttle: 0.0,
+        server_error: 0.0,
+        drop_before: 0.0,
+        drop_after_read: 0.0,
+        unprocessed: 1.0,
+        partial: 0.0,
+        unprocessed_in_a_row: u32::MAX,
+        seed: 7,
+    };
+    let proxy = FaultProxy::start(&aws_endpoint(), plan).await.unwrap();
+    let store = store_through(&proxy, 0).await;
+    let err = store.put_drafts(&drafts("never", 30)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            StorageError::Backend {
+                op: "BatchWriteItem",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("still unprocessed after 8 attempts"),
+        "{text}"
+    );
+    assert!(proxy.stats.unprocessed.load(Ordering::Relaxed) >= 8);
 }

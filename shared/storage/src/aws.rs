@@ -69,6 +69,9 @@ pub const OWNER_INDEX: &str = "by-owner";
 pub const STATUS_INDEX: &str = "by-status";
 /// BatchWriteItem takes at most 25 requests.
 const BATCH: usize = 25;
+/// BatchWriteItem attempts in a row that may take none of the pending items before the write
+/// fails. An attempt that takes some of them starts the count again: a table that is still
+/// absorbing a large write under throttling is making progress, not failing.
 const BATCH_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Clone)]
@@ -244,25 +247,27 @@ impl AwsStore {
         Ok(created)
     }
 
-    /// Writes `requests` in batches of 25, retrying unprocessed items with backoff.
+    /// Writes `requests` in batches of 25, retrying unprocessed items with backoff until
+    /// [`BATCH_ATTEMPTS`] attempts in a row take none of them.
     async fn batch_write(&self, table: &str, requests: Vec<WriteRequest>) -> Result<()> {
         for chunk in requests.chunks(BATCH) {
             let mut pending = chunk.to_vec();
-            let mut attempt = 0;
+            let (mut stalled, mut retries) = (0, 0u32);
             while !pending.is_empty() {
-                if attempt == BATCH_ATTEMPTS {
+                if stalled == BATCH_ATTEMPTS {
                     return Err(StorageError::Backend {
                         op: "BatchWriteItem",
                         reason: format!(
-                            "{} items still unprocessed after {BATCH_ATTEMPTS} attempts",
+                            "{} items still unprocessed after {BATCH_ATTEMPTS} attempts in a row took none of them",
                             pending.len()
                         ),
                     });
                 }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
+                if retries > 0 {
+                    // Unprocessed items mean the table is busy: back off even after progress.
+                    tokio::time::sleep(Duration::from_millis(25 << retries.min(6))).await;
                 }
-                attempt += 1;
+                retries += 1;
                 let out = self
                     .ddb
                     .batch_write_item()
@@ -270,19 +275,25 @@ impl AwsStore {
                     .send()
                     .await
                     .map_err(be("BatchWriteItem"))?;
-                pending = out
+                let left = out
                     .unprocessed_items()
                     .and_then(|m| m.get(table))
                     .cloned()
                     .unwrap_or_default();
-                if !pending.is_empty() {
+                stalled = if left.len() < pending.len() {
+                    0
+                } else {
+                    stalled + 1
+                };
+                if !left.is_empty() {
                     tracing::debug!(
                         table,
-                        unprocessed = pending.len(),
-                        attempt,
+                        unprocessed = left.len(),
+                        stalled,
                         "retrying unprocessed batch items"
                     );
                 }
+                pending = left;
             }
         }
         Ok(())
