@@ -58,11 +58,13 @@ async fn a_poison_record_fails_alone() {
 async fn records_left_near_the_deadline_go_back_to_sqs() {
     let event: SqsEvent = sample("sqs/behaviour-events-batch.json");
     let calls = AtomicUsize::new(0);
-    let deadline = SystemTime::now() + Duration::from_millis(300);
-    let (response, report) = process_batch(event, deadline, Duration::from_millis(200), |_msg| {
+    // Wide margins so a busy machine's pauses cannot move the outcome: the first record starts
+    // unless more than 1 s passes before it, and after it at most 0.8 s of the 2 s is left.
+    let deadline = SystemTime::now() + Duration::from_secs(2);
+    let (response, report) = process_batch(event, deadline, Duration::from_secs(1), |_msg| {
         calls.fetch_add(1, Ordering::SeqCst);
         async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(1200)).await;
             Ok::<_, String>(())
         }
     })
