@@ -2,9 +2,11 @@
 //! scheduler: JSONL, one item per line. A bad line is reported with its number and skipped; it
 //! never fails the rest of the catalog.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+pub use shopmind_jsonl::BadLine;
+use shopmind_jsonl::Record;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,13 +92,6 @@ impl CatalogItem {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BadLine {
-    /// 1-based, as editors count.
-    pub line: usize,
-    pub reason: String,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ParsedCatalog {
     pub items: Vec<CatalogItem>,
@@ -115,38 +110,19 @@ pub fn parse_catalog_with(
     text: &str,
     also: impl Fn(&CatalogItem) -> Result<(), String>,
 ) -> ParsedCatalog {
-    let mut out = ParsedCatalog::default();
-    let mut seen = HashSet::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
-        let item = match serde_json::from_str::<CatalogItem>(raw) {
-            Ok(item) => item,
-            Err(e) => {
-                out.bad.push(BadLine {
-                    line,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        if let Err(reason) = item.check().and_then(|()| also(&item)) {
-            out.bad.push(BadLine { line, reason });
-            continue;
-        }
-        if !seen.insert(item.item_id.clone()) {
-            out.bad.push(BadLine {
-                line,
-                reason: format!("item_id {:?} repeats an earlier line", item.item_id),
-            });
-            continue;
-        }
-        out.items.push(item);
+    let (items, bad) = shopmind_jsonl::parse_lines(text, |item: &CatalogItem| {
+        item.check().and_then(|()| also(item))
+    });
+    ParsedCatalog { items, bad }
+}
+
+impl Record for CatalogItem {
+    fn key(&self) -> &str {
+        &self.item_id
     }
-    out
+    fn repeated(&self) -> String {
+        format!("item_id {:?} repeats an earlier line", self.item_id)
+    }
 }
 
 #[cfg(test)]

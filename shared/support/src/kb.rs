@@ -6,6 +6,8 @@
 //! whole in one of them. A paragraph longer than a chunk is cut at sentence ends, then words.
 
 use serde::{Deserialize, Serialize};
+pub use shopmind_jsonl::BadLine;
+use shopmind_jsonl::Record;
 
 /// One line of the knowledge-base file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,13 +28,6 @@ fn default_locale() -> String {
     "en".into()
 }
 
-/// A line that was skipped, with why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BadLine {
-    pub line: usize,
-    pub reason: String,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ParsedArticles {
     pub articles: Vec<Article>,
@@ -42,29 +37,27 @@ pub struct ParsedArticles {
 /// Parses JSONL; bad lines (bad JSON, unknown fields, empty id/title/body, repeated ids) are
 /// reported with their 1-based line number and skipped.
 pub fn parse_articles(text: &str) -> ParsedArticles {
-    let mut out = ParsedArticles::default();
-    let mut seen = std::collections::HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
+    let (articles, bad) = shopmind_jsonl::parse_lines(text, |a: &Article| {
+        if a.id.trim().is_empty() {
+            Err("empty id".into())
+        } else if a.title.trim().is_empty() {
+            Err("empty title".into())
+        } else if a.body.trim().is_empty() {
+            Err("empty body".into())
+        } else {
+            Ok(())
         }
-        let bad = |reason: String| BadLine {
-            line: line_no,
-            reason,
-        };
-        match serde_json::from_str::<Article>(line) {
-            Err(e) => out.bad.push(bad(e.to_string())),
-            Ok(a) if a.id.trim().is_empty() => out.bad.push(bad("empty id".into())),
-            Ok(a) if a.title.trim().is_empty() => out.bad.push(bad("empty title".into())),
-            Ok(a) if a.body.trim().is_empty() => out.bad.push(bad("empty body".into())),
-            Ok(a) if !seen.insert(a.id.clone()) => {
-                out.bad.push(bad(format!("id {:?} appears again", a.id)))
-            }
-            Ok(a) => out.articles.push(a),
-        }
+    });
+    ParsedArticles { articles, bad }
+}
+
+impl Record for Article {
+    fn key(&self) -> &str {
+        &self.id
     }
-    out
+    fn repeated(&self) -> String {
+        format!("id {:?} appears again", self.id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
