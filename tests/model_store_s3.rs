@@ -57,17 +57,25 @@ async fn downloads_verifies_caches_and_loads_from_s3() {
 
 #[tokio::test]
 async fn a_truncated_object_is_a_checksum_error() {
-    let (s3, bucket) = bucket_with_model(Some("model.onnx")).await;
-    let cache = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(Arc::new(S3Source::new(s3)), cache.path());
-    let err = store
-        .resolve(&format!("s3://{bucket}/minilm/1.0.0").parse().unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, InferenceError::ChecksumMismatch { .. }),
-        "{err}"
-    );
+    // Downloaded whole, and as byte ranges (what large files get).
+    for ranged in [false, true] {
+        let (s3, bucket) = bucket_with_model(Some("model.onnx")).await;
+        let cache = tempfile::tempdir().unwrap();
+        let source = if ranged {
+            S3Source::new(s3).with_ranges(1 << 20, 7)
+        } else {
+            S3Source::new(s3)
+        };
+        let store = ModelStore::new(Arc::new(source), cache.path());
+        let err = store
+            .resolve(&format!("s3://{bucket}/minilm/1.0.0").parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, InferenceError::ChecksumMismatch { .. }),
+            "ranged {ranged}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -82,5 +90,30 @@ async fn a_missing_model_is_object_missing() {
     assert!(
         matches!(err, InferenceError::ObjectMissing { ref key, .. } if key == "minilm/9.9.9/manifest.json"),
         "{err}"
+    );
+}
+
+/// Large files (a generator's weights) download as concurrent byte ranges written in place;
+/// the result must be byte-identical, so the manifest's sha256 still holds. Ranges of a
+/// 22 MB model file split 7 ways (uneven last part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_files_download_as_byte_ranges_and_still_verify() {
+    let (s3, bucket) = bucket_with_model(None).await;
+    let cache = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(
+        Arc::new(S3Source::new(s3).with_ranges(1 << 20, 7)),
+        cache.path(),
+    );
+    let model_ref = format!("s3://{bucket}/minilm/1.0.0").parse().unwrap();
+    let model = store.resolve(&model_ref).await.unwrap();
+    let original =
+        std::fs::read(models_dir().join(DEFAULT_ENCODER_DIR).join("model.onnx")).unwrap();
+    assert!(
+        original.len() > 7 << 20,
+        "the test needs a multi-range file"
+    );
+    assert_eq!(
+        std::fs::read(model.dir.join("model.onnx")).unwrap(),
+        original
     );
 }

@@ -16,7 +16,10 @@ start_emulator
 # The deployment template: cfn-lint, references, and tables equal to what the code creates.
 .venv/bin/python infra/scripts/check_template.py --endpoint "$SHOPMIND_TEST_AWS_ENDPOINT"
 
-# The converted generator against a numpy implementation of the same GGUF.
+# The GGUF block layouts (every supported type against gguf-py, and through MatMulNBits),
+# then the converted generators against a numpy implementation of the same GGUFs and the
+# committed llama.cpp references: the default Qwen2.5-1.5B and the small test model.
+.venv/bin/python infra/scripts/test_gguf_blocks.py
 .venv/bin/python infra/scripts/check_generator.py
 .venv/bin/python infra/scripts/check_generator.py --model smollm2-135m-instruct-q4
 

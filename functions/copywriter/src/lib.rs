@@ -48,7 +48,7 @@ pub enum CopywriterError {
 /// | `SHOPMIND_COPY_ROUNDS` (generation rounds before the composer writes the draft) | 2 |
 /// | `SHOPMIND_COPY_TIME_BUDGET_MS` (generation time for one HTTP request) | 20000 |
 /// | `SHOPMIND_COPY_GENERATOR` (`on`, or `off` for composer-only copy) | on |
-/// | `SHOPMIND_GENERATOR_MODEL` (see `shopmind_inference::InferenceConfig`) | the SmolLM2 dir |
+/// | `SHOPMIND_GENERATOR_MODEL` (see `shopmind_inference::InferenceConfig`) | `models/qwen2.5-coder-1.5b-instruct` |
 #[derive(Debug, Clone)]
 pub struct CopyConfig {
     pub rules: shopmind_copy::RulesConfig,

@@ -45,6 +45,7 @@ impl TextModel for Scripted {
                     tokens: Vec::new(),
                     prompt_tokens: 0,
                     finish: FinishReason::Eos,
+                    timing: Default::default(),
                 }
             })
             .collect())
@@ -420,7 +421,7 @@ fn independent_violations(text: &str, allowed_numbers: &[&str]) -> Vec<String> {
     found
 }
 
-/// The real SmolLM2 generator on products that give it every chance to invent: no numbers
+/// The real default generator (Qwen2.5-1.5B) on products that give it every chance to invent: no numbers
 /// but the price, no materials, no claims. Whatever it writes, the stored draft must hold
 /// none of the traps (checked here by a plain word and digit scan, not by the validator).
 #[tokio::test]
@@ -450,7 +451,7 @@ async fn trap_products_on_the_real_generator_store_no_violation() {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let draft = &v["draft"];
         assert_eq!(draft["validation"]["passed"], true, "{draft}");
-        assert_eq!(draft["model"], "smollm2-135m-instruct");
+        assert_eq!(draft["model"], shopmind_inference::DEFAULT_GENERATOR_DIR);
         for variant in draft["variants"].as_array().unwrap() {
             let text = variant["text"].as_str().unwrap();
             assert!(!text.is_empty());

@@ -32,6 +32,7 @@ impl TextModel for AlwaysCut {
                 tokens: Vec::new(),
                 prompt_tokens: 0,
                 finish: FinishReason::TimeBudget,
+                timing: Default::default(),
             })
             .collect())
     }

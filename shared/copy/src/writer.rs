@@ -522,6 +522,7 @@ mod tests {
                     tokens: Vec::new(),
                     prompt_tokens: 0,
                     finish: FinishReason::Eos,
+                    timing: Default::default(),
                 })
                 .collect())
         }

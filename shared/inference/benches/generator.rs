@@ -1,19 +1,37 @@
-//! Generator speed: prefill and decode tokens/s of the Rust KV-cache loop against a Python
-//! onnxruntime loop on the same ONNX and prompt, measured in the same run (greedy, one
-//! prompt, decoding a fixed number of tokens whatever the model says, so both do equal work).
-//! `cargo bench -p shopmind-inference --bench generator` (needs infra/scripts/setup.sh). With
-//! `SHOPMIND_LLAMA_PYTHON` naming a Python that has llama-cpp-python, llama.cpp on the
-//! original Q4_1 GGUF is measured too (see infra/scripts/llama_cpp_reference.py to build it).
-//! Without `--bench` (as `cargo test --all-targets` runs it) a short smoke pass.
+//! Generator speed and memory: prefill and decode tokens/s and peak RSS of the Rust KV-cache
+//! loop against llama.cpp (llama-cpp-python) on the same GGUF the ONNX was converted from, and
+//! against a Python onnxruntime loop on the same ONNX, all in the same run: greedy, one chat
+//! prompt, a fixed number of new tokens whatever the model says, so every engine does equal
+//! work. Each engine runs in its own process, so each peak RSS is that engine's alone.
+//!
+//! `cargo bench -p shopmind-inference --bench generator` (needs infra/scripts/setup.sh); with
+//! `SHOPMIND_LLAMA_PYTHON` naming a Python that has llama-cpp-python (see
+//! infra/scripts/llama_cpp_reference.py) llama.cpp is measured too.
+//! `SHOPMIND_BENCH_MODELS=qwen` or `=smollm2` picks one model. Without `--bench` (as
+//! `cargo test --all-targets` runs it) a short smoke pass on the small model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use shopmind_inference::{
     ChatMessage, GenerateOptions, Generator, OrtRuntime, VerifiedModel, ORT_LIBRARY_FILE,
 };
+
+/// (label, model directory, GGUF it was converted from)
+const MODELS: [(&str, &str, &str); 2] = [
+    (
+        "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (default; int8 activations)",
+        "qwen2.5-coder-1.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    ),
+    (
+        "SmolLM2-135M-Instruct Q4_1 (fp32 activations)",
+        "smollm2-135m-instruct-q4",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+];
+const PROMPT: &str = "Describe a linen summer dress for a product page in three sentences.";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -25,67 +43,128 @@ fn models() -> PathBuf {
         .unwrap_or_else(|| root().join("models"))
 }
 
-fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let new_tokens = if full { 128 } else { 8 };
-    let threads = if full { vec![1, 2] } else { vec![2] };
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One engine run, as JSON: {"prefill_s", "decode_s", "prompt_tokens", "peak_rss_mb"}.
+#[derive(Debug)]
+struct Run {
+    prefill_s: f64,
+    decode_s: f64,
+    prompt_tokens: usize,
+    rss_mb: f64,
+}
+
+impl Run {
+    fn parse(stdout: &[u8]) -> Self {
+        let v: serde_json::Value = serde_json::from_slice(stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)));
+        Self {
+            prefill_s: v["prefill_s"].as_f64().unwrap(),
+            decode_s: v["decode_s"].as_f64().unwrap(),
+            prompt_tokens: v["prompt_tokens"].as_u64().unwrap() as usize,
+            rss_mb: v["peak_rss_mb"].as_f64().unwrap_or(0.0),
+        }
+    }
+}
+
+/// The child side: load one model, prefill once to warm up, then time a prefill and
+/// `new_tokens` - 1 cached steps (the generator's own timing), and print the JSON line.
+fn child(dir: &Path, prompt_file: &Path, new_tokens: usize, threads: usize) {
     let runtime =
         OrtRuntime::get_or_init(&models().join("onnxruntime").join(ORT_LIBRARY_FILE)).unwrap();
-    println!("generator: SmolLM2-135M-Instruct ONNX (fp32, and the GGUF's 4-bit blocks in MatMulNBits), greedy, {new_tokens} new tokens");
-    let llama = std::env::var_os("SHOPMIND_LLAMA_PYTHON").map(PathBuf::from);
-    let mut peaks: Vec<String> = Vec::new();
-    println!("| model | threads | Rust prefill tok/s | Python prefill tok/s | Rust decode tok/s | Python decode tok/s | decode Rust / Python | llama.cpp Q4_1 prefill / decode tok/s | decode Rust / llama.cpp |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let variants = [
-        ("fp32", "smollm2-135m-instruct"),
-        ("q4", "smollm2-135m-instruct-q4"),
-    ];
-    for (label, name) in variants {
-        let dir = models().join(name);
-        let model = VerifiedModel::open(&dir).unwrap();
-        for &t in &threads {
-            let g = Generator::load(runtime, &model, t).unwrap();
-            let prompt = g
-                .render_chat(&[ChatMessage {
-                    role: "user".into(),
-                    content: "Describe a linen summer dress for a product page in three sentences."
-                        .into(),
-                }])
-                .unwrap();
-            let prompt_tokens = g.encode(&prompt).unwrap().len();
-            // Prefill alone: a full pass over the prompt.
-            let ids = g.encode(&prompt).unwrap();
-            g.last_logits(&ids, false).unwrap(); // warm-up
-            let t0 = Instant::now();
-            g.last_logits(&ids, false).unwrap();
-            let prefill = t0.elapsed().as_secs_f64();
-            // Prefill + decode; EOS is not a stop here so both sides decode the same count.
-            let opts = GenerateOptions {
-                max_new_tokens: new_tokens,
-                ..GenerateOptions::default()
-            };
-            let t0 = Instant::now();
-            let out = g.generate(&[&prompt], &opts, &mut |_, _| {}).unwrap();
-            let total = t0.elapsed().as_secs_f64();
-            let decoded = out[0].tokens.len().max(1);
-            let decode = (total - prefill).max(1e-9);
+    let g = Generator::load(runtime, &VerifiedModel::open(dir).unwrap(), threads).unwrap();
+    let prompt = std::fs::read_to_string(prompt_file).unwrap();
+    let ids = g.encode(&prompt).unwrap();
+    g.last_logits(&ids, false).unwrap(); // warm-up
+    let opts = GenerateOptions {
+        max_new_tokens: new_tokens,
+        ..GenerateOptions::default()
+    };
+    let out = g.generate(&[&prompt], &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        out[0].tokens.len(),
+        new_tokens,
+        "the model stopped early (EOS); the bench needs a fixed count"
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "prefill_s": out[0].timing.prefill_ms / 1e3,
+            // new_tokens - 1 cached steps follow the prefill (its logits give the first token)
+            "decode_s": out[0].timing.decode_ms / 1e3 * new_tokens as f64 / (new_tokens - 1) as f64,
+            "prompt_tokens": ids.len(),
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    );
+}
 
-            let file = std::env::temp_dir()
-                .join(format!("shopmind-gen-prompt-{}.txt", std::process::id()));
-            std::fs::write(&file, &prompt).unwrap();
-            let python = std::env::var_os("SHOPMIND_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root().join(".venv/bin/python"));
-            let mut baseline = |python: &Path, script: &str, model: &Path| {
-                let out = Command::new(python)
-                    .arg(
-                        Path::new(env!("CARGO_MANIFEST_DIR"))
-                            .join("benches")
-                            .join(script),
-                    )
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        let a = &args[at + 1..];
+        child(
+            Path::new(&a[0]),
+            Path::new(&a[1]),
+            a[2].parse().unwrap(),
+            a[3].parse().unwrap(),
+        );
+        return;
+    }
+    let full = args.iter().any(|a| a == "--bench");
+    let new_tokens = if full { 64 } else { 8 };
+    let threads = if full { vec![1, 2] } else { vec![2] };
+    let pick = std::env::var("SHOPMIND_BENCH_MODELS").unwrap_or_default();
+    let llama = std::env::var_os("SHOPMIND_LLAMA_PYTHON").map(PathBuf::from);
+    let python = std::env::var_os("SHOPMIND_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let me = std::env::current_exe().unwrap();
+    println!("generator: greedy, one chat prompt, {new_tokens} new tokens; each engine in its own process");
+    println!("| model | threads | prompt tokens | Rust prefill tok/s | llama.cpp prefill tok/s | prefill Rust / llama.cpp | Rust decode tok/s | llama.cpp decode tok/s | decode Rust / llama.cpp | Python ORT decode tok/s | peak RSS MB Rust / llama.cpp |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (label, name, gguf) in MODELS {
+        let small = name.starts_with("smollm2");
+        // The smoke pass runs the small model only; SHOPMIND_BENCH_MODELS picks one.
+        let wanted = match pick.as_str() {
+            "qwen" => !small,
+            "smollm2" => small,
+            _ => full || small,
+        };
+        if !wanted {
+            continue;
+        }
+        let dir = models().join(name);
+        let prompt = {
+            // The chat template alone (no weights needed): a session here would cost a load.
+            let config: shopmind_inference::GenerationConfig =
+                serde_json::from_slice(&std::fs::read(dir.join("generation.json")).unwrap())
+                    .unwrap();
+            shopmind_inference::render_chat(
+                config.chat_template.as_deref().unwrap(),
+                &[ChatMessage {
+                    role: "user".into(),
+                    content: PROMPT.into(),
+                }],
+            )
+            .unwrap()
+        };
+        let file =
+            std::env::temp_dir().join(format!("shopmind-gen-prompt-{}.txt", std::process::id()));
+        std::fs::write(&file, &prompt).unwrap();
+        for &t in &threads {
+            let run = |program: &Path, pre: &[&std::ffi::OsStr], model: &Path| {
+                let out = Command::new(program)
+                    .args(pre)
                     .arg(model)
                     .arg(&file)
-                    .arg(decoded.to_string())
+                    .arg(new_tokens.to_string())
                     .arg(t.to_string())
                     .output()
                     .unwrap();
@@ -94,46 +173,66 @@ fn main() {
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                let rss = v["peak_rss_mb"].as_f64().unwrap_or(0.0);
-                peaks.push(format!("{script} {label} {t} thread(s): {rss:.0} MB"));
-                (
-                    v["prefill_s"].as_f64().unwrap(),
-                    v["decode_s"].as_f64().unwrap(),
-                )
+                Run::parse(&out.stdout)
             };
-            let (py_prefill, py_decode) = baseline(&python, "python_generator_baseline.py", &dir);
-            let llama_cells = match &llama {
+            let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+            let rust = run(&me, &["--child".as_ref()], &dir);
+            let py = run(
+                &python,
+                &[bench_dir.join("python_generator_baseline.py").as_os_str()],
+                &dir,
+            );
+            let tps = |n: usize, s: f64| n as f64 / s.max(1e-9);
+            let (r_pre, r_dec) = (
+                tps(rust.prompt_tokens, rust.prefill_s),
+                tps(new_tokens, rust.decode_s),
+            );
+            let cells = match &llama {
                 Some(p) => {
-                    let gguf = models().join(".downloads/SmolLM2-135M-Instruct.Q4_1.gguf");
-                    let (pre, dec) = baseline(p, "llama_cpp_baseline.py", &gguf);
-                    format!(
-                        "{:.0} / {:.1} | {:.2}×",
-                        prompt_tokens as f64 / pre,
-                        decoded as f64 / dec,
-                        (decoded as f64 / decode) / (decoded as f64 / dec)
-                    )
+                    let l = run(
+                        p,
+                        &[bench_dir.join("llama_cpp_baseline.py").as_os_str()],
+                        &models().join(".downloads").join(gguf),
+                    );
+                    let (l_pre, l_dec) = (
+                        tps(l.prompt_tokens, l.prefill_s),
+                        tps(new_tokens, l.decode_s),
+                    );
+                    [
+                        format!("{l_pre:.0}"),
+                        format!("{:.2}×", r_pre / l_pre),
+                        format!("{r_dec:.1}"),
+                        format!("{l_dec:.1}"),
+                        format!("{:.2}×", r_dec / l_dec),
+                        format!(
+                            "{:.0} / {:.0} ({:.2}×)",
+                            rust.rss_mb,
+                            l.rss_mb,
+                            rust.rss_mb / l.rss_mb
+                        ),
+                    ]
                 }
-                None => "not measured | -".into(),
+                None => [
+                    "-".into(),
+                    "-".into(),
+                    format!("{r_dec:.1}"),
+                    "-".into(),
+                    "-".into(),
+                    format!("{:.0} / -", rust.rss_mb),
+                ],
             };
-            let rust_decode_tps = decoded as f64 / decode;
-            let py_decode_tps = decoded as f64 / py_decode;
             println!(
-            "| {label} | {t} | {:.0} | {:.0} | {rust_decode_tps:.1} | {py_decode_tps:.1} | {:.2}× | {llama_cells} |",
-            prompt_tokens as f64 / prefill,
-            prompt_tokens as f64 / py_prefill,
-            rust_decode_tps / py_decode_tps
-        );
-            let _ = std::fs::remove_file(&file);
+                "| {label} | {t} | {} | {r_pre:.0} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                rust.prompt_tokens,
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                tps(new_tokens, py.decode_s),
+                cells[5]
+            );
         }
+        let _ = std::fs::remove_file(&file);
     }
-    // Peak resident memory: this process (every model and thread count loaded in turn, so an
-    // upper bound for one generator) and each baseline process.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: ? kB")
-        .to_owned();
-    println!("peak RSS: Rust bench process {hwm}; {}", peaks.join("; "));
 }

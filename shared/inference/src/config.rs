@@ -15,14 +15,14 @@ use crate::store::{ModelRef, ModelStore, S3Source};
 /// Name of the encoder directory the fetch script writes under the models dir.
 pub const DEFAULT_ENCODER_DIR: &str = "all-minilm-l6-v2-int8";
 /// Name of the generator directory `fetch_generator.py` writes under the models dir.
-pub const DEFAULT_GENERATOR_DIR: &str = "smollm2-135m-instruct";
+pub const DEFAULT_GENERATOR_DIR: &str = "qwen2.5-coder-1.5b-instruct";
 
 /// | variable | default |
 /// | --- | --- |
 /// | `SHOPMIND_MODELS_DIR` | `models` |
 /// | `ORT_DYLIB_PATH` | `$SHOPMIND_MODELS_DIR/onnxruntime/libonnxruntime.so.1.31.1` |
 /// | `SHOPMIND_ENCODER_MODEL` | `$SHOPMIND_MODELS_DIR/all-minilm-l6-v2-int8` (or `s3://bucket/prefix`) |
-/// | `SHOPMIND_GENERATOR_MODEL` | `$SHOPMIND_MODELS_DIR/smollm2-135m-instruct` (or `s3://bucket/prefix`) |
+/// | `SHOPMIND_GENERATOR_MODEL` | `$SHOPMIND_MODELS_DIR/qwen2.5-coder-1.5b-instruct` (or `s3://bucket/prefix`) |
 /// | `SHOPMIND_MODEL_CACHE_DIR` | `/tmp/shopmind-models` |
 /// | `SHOPMIND_INTRA_THREADS` | the number of CPUs |
 /// | `SHOPMIND_ENCODER_BATCH` | `32` |
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(cfg.encoder.batch_size, 32);
         assert_eq!(
             cfg.generator_model,
-            ModelRef::Local("models/smollm2-135m-instruct".into())
+            ModelRef::Local("models/qwen2.5-coder-1.5b-instruct".into())
         );
 
         let cfg = InferenceConfig::from_lookup(|k| match k {

@@ -53,6 +53,9 @@ pub enum InferenceError {
     #[error("configuration: {0}")]
     Config(String),
 
+    #[error("the prompt has {tokens} tokens; the model's context holds {context}")]
+    PromptTooLong { tokens: usize, context: usize },
+
     #[error("tokenization failed: {0}")]
     Tokenize(String),
 

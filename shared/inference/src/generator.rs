@@ -106,6 +106,17 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub prompt_tokens: usize,
     pub finish: FinishReason,
+    /// Wall time of the batch's prefill and of its decoding steps.
+    pub timing: Timing,
+}
+
+/// Where a generation's time went (the same for every row of a batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// The prompt pass, to the first token's logits.
+    pub prefill_ms: f64,
+    /// Every cached step after it.
+    pub decode_ms: f64,
 }
 
 /// A decoder model ready to generate. Safe to share; one run at a time per instance.
@@ -334,15 +345,22 @@ impl Generator {
             .try_extract_tensor::<f32>()
             .map_err(run_err)?;
         let vocab = self.spec.vocab;
-        if shape.len() != 3 || shape[2] as usize != vocab || shape[1] as usize != seq {
+        // An optimum export gives every position's logits; our converter's graphs give only
+        // the last one (what decoding reads), which spares the LM head for the prompt.
+        let positions = shape.get(1).map_or(0, |&p| p as usize);
+        if shape.len() != 3
+            || shape[0] as usize != rows
+            || shape[2] as usize != vocab
+            || (positions != seq && positions != 1)
+        {
             return Err(InferenceError::Graph(format!(
-                "logits have shape {:?}, expected [{rows}, {seq}, {vocab}]",
+                "logits have shape {:?}, expected [{rows}, {seq} or 1, {vocab}]",
                 &shape[..]
             )));
         }
         let last: Vec<f32> = (0..rows)
             .flat_map(|r| {
-                let at = (r * seq + seq - 1) * vocab;
+                let at = (r * positions + positions - 1) * vocab;
                 logits[at..at + vocab].iter().copied()
             })
             .collect();
@@ -411,6 +429,7 @@ impl Generator {
                         tokens: Vec::new(),
                         prompt_tokens: self.encode(p)?.len(),
                         finish: FinishReason::Length,
+                        timing: Timing::default(),
                     })
                 })
                 .collect();
@@ -423,6 +442,16 @@ impl Generator {
             return Err(InferenceError::Tokenize("a prompt has no tokens".into()));
         }
         let width = encoded.iter().map(Vec::len).max().unwrap_or(0);
+        // Positions past the model's RoPE tables are not computable: refuse the prompt, and
+        // stop generating (finish `length`) where the context ends.
+        let context = self.spec.context_length.unwrap_or(usize::MAX);
+        if width >= context {
+            return Err(InferenceError::PromptTooLong {
+                tokens: width,
+                context,
+            });
+        }
+        let max_new_tokens = opts.max_new_tokens.min(context - width);
         let pad = self.config.pad_token_id.unwrap_or(self.config.eos_token_id);
         let (mut ids, mut mask, mut positions) = (
             vec![pad; rows * width],
@@ -445,7 +474,9 @@ impl Generator {
         let mut texts = vec![String::new(); rows];
         let mut finish: Vec<Option<FinishReason>> = vec![None; rows];
         let mut next_pos: Vec<i64> = encoded.iter().map(|p| p.len() as i64).collect();
+        let started = Instant::now();
         let mut step = self.run(rows, ids, mask.clone(), positions, self.empty_past(rows)?)?;
+        let prefilled = Instant::now();
         let mut past_len = width;
         loop {
             let mut chosen = vec![pad; rows];
@@ -485,7 +516,7 @@ impl Generator {
                     on_text(r, &text[texts[r].len()..]);
                     texts[r] = text;
                 }
-                if out[r].len() >= opts.max_new_tokens {
+                if out[r].len() >= max_new_tokens {
                     finish[r] = Some(FinishReason::Length);
                 }
             }
@@ -512,6 +543,10 @@ impl Generator {
             step = self.run(rows, chosen, mask.clone(), pos, step.present)?;
             past_len += 1;
         }
+        let timing = Timing {
+            prefill_ms: (prefilled - started).as_secs_f64() * 1e3,
+            decode_ms: prefilled.elapsed().as_secs_f64() * 1e3,
+        };
         Ok((0..rows)
             .map(|r| {
                 let text = match finish[r] {
@@ -523,6 +558,7 @@ impl Generator {
                     tokens: out[r].clone(),
                     prompt_tokens: encoded[r].len(),
                     finish: finish[r].unwrap_or(FinishReason::Length),
+                    timing,
                 }
             })
             .collect())

@@ -20,7 +20,7 @@ pub use encoder::{
 pub use error::{InferenceError, Result};
 pub use generator::{
     pick, process_logits, render_chat, ChatMessage, Decoding, FinishReason, GenerateOptions,
-    Generation, GenerationConfig, Generator, GeneratorSpec, SplitMix64,
+    Generation, GenerationConfig, Generator, GeneratorSpec, SplitMix64, Timing,
 };
 pub use manifest::{
     sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
 use crate::error::{InferenceError, Result};
@@ -74,11 +74,30 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct S3Source {
     client: aws_sdk_s3::Client,
+    ranged_above: u64,
+    ranges: u64,
 }
+
+/// Objects above this size download as parallel byte ranges: one S3 connection gives roughly
+/// 90 MB/s from a Lambda, and a 1.55 GiB generator is most of a cold start.
+pub const RANGED_ABOVE: u64 = 64 << 20;
+/// Concurrent range requests for one large object.
+pub const RANGES: u64 = 8;
 
 impl S3Source {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            ranged_above: RANGED_ABOVE,
+            ranges: RANGES,
+        }
+    }
+
+    /// Objects larger than `above` bytes download as `ranges` concurrent byte ranges.
+    pub fn with_ranges(mut self, above: u64, ranges: u64) -> Self {
+        self.ranged_above = above;
+        self.ranges = ranges.max(1);
+        self
     }
 
     /// A client from the standard AWS configuration chain; `AWS_ENDPOINT_URL` is honoured and
@@ -94,6 +113,102 @@ impl S3Source {
     }
 }
 
+impl S3Source {
+    fn store_err(bucket: &str, key: &str, reason: String) -> InferenceError {
+        InferenceError::ObjectStore {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            reason,
+        }
+    }
+
+    /// A failed request: `ObjectMissing` when S3 said so, else the service's own words.
+    fn request_err(
+        bucket: &str,
+        key: &str,
+        missing: bool,
+        service: &(dyn std::error::Error + 'static),
+    ) -> InferenceError {
+        if missing {
+            return InferenceError::ObjectMissing {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            };
+        }
+        Self::store_err(
+            bucket,
+            key,
+            aws_sdk_s3::error::DisplayErrorContext(service).to_string(),
+        )
+    }
+
+    /// GETs `key` (or the byte range `range`, inclusive) and writes the body to `file` from
+    /// its current position.
+    async fn get_into(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, u64)>,
+        file: &mut tokio::fs::File,
+    ) -> Result<u64> {
+        let mut req = self.client.get_object().bucket(bucket).key(key);
+        if let Some((first, last)) = range {
+            req = req.range(format!("bytes={first}-{last}"));
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let service = e.into_service_error();
+                let missing = service.is_no_such_key();
+                return Err(Self::request_err(bucket, key, missing, &service));
+            }
+        };
+        let mut body = resp.body;
+        let mut written = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Self::store_err(bucket, key, e.to_string()))?
+        {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| InferenceError::Io {
+                    path: PathBuf::from(key),
+                    source: e,
+                })?;
+            written += chunk.len() as u64;
+        }
+        if let Some((first, last)) = range {
+            if written != last - first + 1 {
+                return Err(Self::store_err(
+                    bucket,
+                    key,
+                    format!("range {first}-{last} returned {written} bytes"),
+                ));
+            }
+        }
+        Ok(written)
+    }
+
+    async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(h.content_length().and_then(|n| u64::try_from(n).ok())),
+            Err(e) => {
+                let service = e.into_service_error();
+                let missing = service.is_not_found();
+                Err(Self::request_err(bucket, key, missing, &service))
+            }
+        }
+    }
+}
+
 impl ObjectSource for S3Source {
     fn fetch_to<'a>(
         &'a self,
@@ -102,48 +217,47 @@ impl ObjectSource for S3Source {
         dest: &'a Path,
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            let store_err = |reason: String| InferenceError::ObjectStore {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                reason,
-            };
-            let resp = match self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let service = e.into_service_error();
-                    if service.is_no_such_key() {
-                        return Err(InferenceError::ObjectMissing {
-                            bucket: bucket.to_owned(),
-                            key: key.to_owned(),
-                        });
-                    }
-                    return Err(store_err(
-                        aws_sdk_s3::error::DisplayErrorContext(&service).to_string(),
-                    ));
-                }
-            };
+            let size = self.object_size(bucket, key).await?;
             let mut file = tokio::fs::File::create(dest)
                 .await
                 .map_err(InferenceError::io(dest))?;
-            let mut body = resp.body;
-            let mut written = 0u64;
-            while let Some(chunk) = body
-                .try_next()
-                .await
-                .map_err(|e| store_err(e.to_string()))?
-            {
-                file.write_all(&chunk)
-                    .await
-                    .map_err(InferenceError::io(dest))?;
-                written += chunk.len() as u64;
-            }
+            let written = match size {
+                Some(size) if size > self.ranged_above => {
+                    file.set_len(size).await.map_err(InferenceError::io(dest))?;
+                    let part = size.div_ceil(self.ranges);
+                    let ranges = (0..self.ranges)
+                        .map(|i| (i * part, ((i + 1) * part).min(size) - 1))
+                        .filter(|(first, last)| first <= last);
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for (first, last) in ranges {
+                        let (me, bucket, key) = (self.clone(), bucket.to_owned(), key.to_owned());
+                        let dest = dest.to_owned();
+                        tasks.spawn(async move {
+                            let mut f = tokio::fs::OpenOptions::new()
+                                .write(true)
+                                .open(&dest)
+                                .await
+                                .map_err(InferenceError::io(&dest))?;
+                            f.seek(std::io::SeekFrom::Start(first))
+                                .await
+                                .map_err(InferenceError::io(&dest))?;
+                            let n = me
+                                .get_into(&bucket, &key, Some((first, last)), &mut f)
+                                .await?;
+                            f.flush().await.map_err(InferenceError::io(&dest))?;
+                            Ok::<u64, InferenceError>(n)
+                        });
+                    }
+                    let mut total = 0;
+                    while let Some(done) = tasks.join_next().await {
+                        total += done.map_err(|e| {
+                            Self::store_err(bucket, key, format!("range task failed: {e}"))
+                        })??;
+                    }
+                    total
+                }
+                _ => self.get_into(bucket, key, None, &mut file).await?,
+            };
             file.sync_all().await.map_err(InferenceError::io(dest))?;
             Ok(written)
         })

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod copy;
+mod generate;
 use shopmind_embed_api::{EmbedLimits, EmbedState};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 
@@ -64,6 +65,14 @@ enum Command {
         #[command(subcommand)]
         what: CopyCommand,
     },
+    /// Stream a generator's answer to PROMPT on stdout, then one line of figures on stderr
+    /// (prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s): for trying a model.
+    Generate(generate::GenerateArgs),
+    /// Model directories: `convert GGUF_FILE` turns a GGUF into one (manifest included).
+    Models {
+        #[command(subcommand)]
+        what: ModelsCommand,
+    },
     /// Print the embeddings of TEXT... as JSON.
     Embed {
         #[arg(required = true)]
@@ -83,6 +92,11 @@ enum IndexCommand {
     /// Store an intent catalog ({"intents": [{name, handoff, examples}]}) as kb/intents.json
     /// and train the intent model.
     Intents { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    Convert(generate::ConvertArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +136,8 @@ enum CliError {
     Support(String),
     #[error("copy: {0}")]
     Copy(String),
+    #[error("{0}")]
+    Generate(String),
     #[error(transparent)]
     Recs(#[from] shopmind_recs::RecsError),
     #[error(transparent)]
@@ -221,6 +237,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Copy {
             what: CopyCommand::Batch(args),
         } => copy::batch(args, inference).await,
+        Command::Generate(args) => generate::generate(args, inference).await,
+        Command::Models {
+            what: ModelsCommand::Convert(args),
+        } => generate::convert(args),
         Command::Embed { texts } => {
             let encoder = LazyEncoder::new(inference).get().await?;
             let out = tokio::task::spawn_blocking(move || {
