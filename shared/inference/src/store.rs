@@ -142,14 +142,15 @@ impl S3Source {
         )
     }
 
-    /// GETs `key` (or the byte range `range`, inclusive) and writes the body to `file` from
-    /// its current position.
+    /// GETs `key` (or the byte range `range`, inclusive) and writes the body to `file` (at
+    /// `path`) from its current position.
     async fn get_into(
         &self,
         bucket: &str,
         key: &str,
         range: Option<(u64, u64)>,
         file: &mut tokio::fs::File,
+        path: &Path,
     ) -> Result<u64> {
         let mut req = self.client.get_object().bucket(bucket).key(key);
         if let Some((first, last)) = range {
@@ -172,10 +173,7 @@ impl S3Source {
         {
             file.write_all(&chunk)
                 .await
-                .map_err(|e| InferenceError::Io {
-                    path: PathBuf::from(key),
-                    source: e,
-                })?;
+                .map_err(InferenceError::io(path))?;
             written += chunk.len() as u64;
         }
         if let Some((first, last)) = range {
@@ -242,7 +240,7 @@ impl ObjectSource for S3Source {
                                 .await
                                 .map_err(InferenceError::io(&dest))?;
                             let n = me
-                                .get_into(&bucket, &key, Some((first, last)), &mut f)
+                                .get_into(&bucket, &key, Some((first, last)), &mut f, &dest)
                                 .await?;
                             f.flush().await.map_err(InferenceError::io(&dest))?;
                             Ok::<u64, InferenceError>(n)
@@ -256,7 +254,7 @@ impl ObjectSource for S3Source {
                     }
                     total
                 }
-                _ => self.get_into(bucket, key, None, &mut file).await?,
+                _ => self.get_into(bucket, key, None, &mut file, dest).await?,
             };
             file.sync_all().await.map_err(InferenceError::io(dest))?;
             Ok(written)
