@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType as T, GGUFReader
 from gguf.quants import dequantize
 from onnx import TensorProto, helper, numpy_helper
 
@@ -89,6 +89,10 @@ class Weights:
 
     def quantised(self, name: str) -> bool:
         return self.t[name].tensor_type in LAYOUT
+
+    def bits(self, name: str) -> int:
+        """MatMulNBits storage width of a quantised matrix (gguf_blocks' table)."""
+        return 4 if self.t[name].tensor_type in (T.Q4_0, T.Q4_1, T.Q4_K) else 8
 
     def floats(self, name: str) -> np.ndarray:
         t = self.t[name]
@@ -179,9 +183,18 @@ def build(reader: GGUFReader, w: Weights, quantised: bool, accuracy_level: int, 
             packed_cache[name] = (blk, names, mins)
         return packed_cache[name]
 
+    def as_blocks(name) -> bool:
+        """Whether a matrix goes into MatMulNBits. onnxruntime 1.31 has no fp32-activation
+        kernel for 8-bit MatMulNBits: at accuracy level 0 it dequantises the whole matrix on
+        every call (91 ms instead of 0.76 ms for SmolLM2's 49,152 x 576 head), so an exact
+        graph keeps 8-bit matrices as float (exact too) and only 4-bit ones as blocks."""
+        if not (quantised and w.quantised(name)):
+            return False
+        return accuracy_level != 0 or w.bits(name) == 4
+
     def linear(h, name, bias=None, rows=None):
         n, k = w.shape(name)
-        if quantised and w.quantised(name):
+        if as_blocks(name):
             blk, (b, s, zp), mins = packed(name, rows)
             ins = [h, b, s] + ([zp] if zp else [])
             y = g.op("MatMulNBits", ins, domain="com.microsoft", K=k, N=n, bits=blk.bits,
@@ -206,7 +219,7 @@ def build(reader: GGUFReader, w: Weights, quantised: bool, accuracy_level: int, 
     # Token embedding: gather the rows, dequantise only those.
     tied = "output.weight" not in w
     if quantised and w.quantised("token_embd.weight"):
-        if tied:
+        if tied and as_blocks("token_embd.weight"):
             blk, (b, _, _), _ = packed("token_embd.weight")
         else:  # only the codes; scales and minimums are gathered from [V, nb] tables below
             blk = w.blocks("token_embd.weight")
@@ -226,7 +239,9 @@ def build(reader: GGUFReader, w: Weights, quantised: bool, accuracy_level: int, 
             min2d = g.init(g.name("embed_min"), blk.min)
             x = g.op("Add", [x, g.op("Unsqueeze", [g.op("Gather", [min2d, "input_ids"], axis=0), g.const([-1])])])
         x = g.op("Reshape", [x, g.const([0, 0, d])])
-        embed_float = None
+        # A tied head the blocks cannot serve (see as_blocks) reads a float copy.
+        embed_float = None if not tied or as_blocks("token_embd.weight") else \
+            g.init("embed", w.floats("token_embd.weight"))
     else:
         embed_float = g.init("embed", w.floats("token_embd.weight"))
         x = g.op("Gather", [embed_float, "input_ids"])  # [B,S,D]

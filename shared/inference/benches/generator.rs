@@ -58,6 +58,7 @@ struct Run {
     prefill_s: f64,
     decode_s: f64,
     prompt_tokens: usize,
+    new_tokens: usize,
     rss_mb: f64,
 }
 
@@ -69,6 +70,7 @@ impl Run {
             prefill_s: v["prefill_s"].as_f64().unwrap(),
             decode_s: v["decode_s"].as_f64().unwrap(),
             prompt_tokens: v["prompt_tokens"].as_u64().unwrap() as usize,
+            new_tokens: v["new_tokens"].as_u64().unwrap() as usize,
             rss_mb: v["peak_rss_mb"].as_f64().unwrap_or(0.0),
         }
     }
@@ -88,17 +90,16 @@ fn child(dir: &Path, prompt_file: &Path, new_tokens: usize, threads: usize) {
         ..GenerateOptions::default()
     };
     let out = g.generate(&[&prompt], &opts, &mut |_, _| {}).unwrap();
-    assert_eq!(
-        out[0].tokens.len(),
-        new_tokens,
-        "the model stopped early (EOS); the bench needs a fixed count"
-    );
+    // A model may end its answer (EOS) before `new_tokens`: the parent then runs the other
+    // engines for the same count, so all do equal work.
+    let n = out[0].tokens.len().max(2);
     println!(
         "{}",
         serde_json::json!({
             "prefill_s": out[0].timing.prefill_ms / 1e3,
-            // new_tokens - 1 cached steps follow the prefill (its logits give the first token)
-            "decode_s": out[0].timing.decode_ms / 1e3 * new_tokens as f64 / (new_tokens - 1) as f64,
+            // n - 1 cached steps follow the prefill (its logits give the first token)
+            "decode_s": out[0].timing.decode_ms / 1e3 * n as f64 / (n - 1) as f64,
+            "new_tokens": n,
             "prompt_tokens": ids.len(),
             "peak_rss_mb": peak_rss_mb(),
         })
@@ -126,7 +127,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv/bin/python"));
     let me = std::env::current_exe().unwrap();
-    println!("generator: greedy, one chat prompt, {new_tokens} new tokens; each engine in its own process");
+    println!("generator: greedy, one chat prompt, up to {new_tokens} new tokens (every engine the count the Rust run made); each engine in its own process");
     println!("| model | threads | prompt tokens | Rust prefill tok/s | llama.cpp prefill tok/s | prefill Rust / llama.cpp | Rust decode tok/s | llama.cpp decode tok/s | decode Rust / llama.cpp | Python ORT decode tok/s | peak RSS MB Rust / llama.cpp |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (label, name, gguf) in MODELS {
@@ -159,12 +160,12 @@ fn main() {
             std::env::temp_dir().join(format!("shopmind-gen-prompt-{}.txt", std::process::id()));
         std::fs::write(&file, &prompt).unwrap();
         for &t in &threads {
-            let run = |program: &Path, pre: &[&std::ffi::OsStr], model: &Path| {
+            let run = |program: &Path, pre: &[&std::ffi::OsStr], model: &Path, count: usize| {
                 let out = Command::new(program)
                     .args(pre)
                     .arg(model)
                     .arg(&file)
-                    .arg(new_tokens.to_string())
+                    .arg(count.to_string())
                     .arg(t.to_string())
                     .output()
                     .unwrap();
@@ -176,11 +177,14 @@ fn main() {
                 Run::parse(&out.stdout)
             };
             let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
-            let rust = run(&me, &["--child".as_ref()], &dir);
+            let rust = run(&me, &["--child".as_ref()], &dir, new_tokens);
+            // What the Rust run generated (fewer when the model ended its answer).
+            let new_tokens = rust.new_tokens;
             let py = run(
                 &python,
                 &[bench_dir.join("python_generator_baseline.py").as_os_str()],
                 &dir,
+                new_tokens,
             );
             let tps = |n: usize, s: f64| n as f64 / s.max(1e-9);
             let (r_pre, r_dec) = (
@@ -193,6 +197,7 @@ fn main() {
                         p,
                         &[bench_dir.join("llama_cpp_baseline.py").as_os_str()],
                         &models().join(".downloads").join(gguf),
+                        new_tokens,
                     );
                     let (l_pre, l_dec) = (
                         tps(l.prompt_tokens, l.prefill_s),
