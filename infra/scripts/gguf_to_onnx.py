@@ -55,7 +55,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_models import sha256  # noqa: E402
-from gguf_blocks import FLOAT_TYPES, LAYOUT, SUPPORTED, Blocks, decode, pack_matmulnbits  # noqa: E402
+from gguf_blocks import LAYOUT, SUPPORTED, Blocks, UnsupportedTensor, decode, pack_matmulnbits  # noqa: E402
 
 OPSET = 18
 ARCHITECTURES = ("llama", "qwen2")
@@ -69,6 +69,14 @@ def fail(msg: str) -> None:
 def field(reader: GGUFReader, key: str, default=None):
     f = reader.fields.get(key)
     return default if f is None else f.contents()
+
+
+def need(reader: GGUFReader, key: str):
+    """A metadata value the model cannot be built without."""
+    value = field(reader, key)
+    if value is None:
+        fail(f"the GGUF has no {key!r}: not a complete model file")
+    return value
 
 
 class Weights:
@@ -104,7 +112,10 @@ class Weights:
         t = self.t[name]
         rows, cols = self.shape(name)
         raw = np.asarray(t.data).reshape(rows, -1)
-        blk = decode(raw, t.tensor_type, cols)
+        try:
+            blk = decode(raw, t.tensor_type, cols)
+        except UnsupportedTensor as e:
+            fail(f"tensor {name}: {e}")
         # Never a wrong model: a sample of rows must equal gguf-py's dequantisation exactly.
         sample = np.unique(np.linspace(0, rows - 1, min(rows, 16)).astype(int))
         ref = dequantize(raw[sample], t.tensor_type).reshape(len(sample), cols)
@@ -145,17 +156,17 @@ class Graph:
 
 
 def build(reader: GGUFReader, w: Weights, quantised: bool, accuracy_level: int, max_context: int):
-    arch = field(reader, "general.architecture")
+    arch = need(reader, "general.architecture")
     if arch not in ARCHITECTURES:
         fail(f"architecture {arch!r} is not supported (supported: {', '.join(ARCHITECTURES)})")
-    d = int(field(reader, f"{arch}.embedding_length"))
-    layers = int(field(reader, f"{arch}.block_count"))
-    heads = int(field(reader, f"{arch}.attention.head_count"))
+    d = int(need(reader, f"{arch}.embedding_length"))
+    layers = int(need(reader, f"{arch}.block_count"))
+    heads = int(need(reader, f"{arch}.attention.head_count"))
     kv_heads = int(field(reader, f"{arch}.attention.head_count_kv", heads))
     head_dim = d // heads
-    eps = float(field(reader, f"{arch}.attention.layer_norm_rms_epsilon"))
+    eps = float(need(reader, f"{arch}.attention.layer_norm_rms_epsilon"))
     base = float(field(reader, f"{arch}.rope.freq_base", 10000.0))
-    ctx = min(int(field(reader, f"{arch}.context_length")), max_context)
+    ctx = min(int(need(reader, f"{arch}.context_length")), max_context)
     if f"{arch}.rope.scaling.type" in reader.fields and field(reader, f"{arch}.rope.scaling.type") not in ("none",):
         fail(f"RoPE scaling {field(reader, f'{arch}.rope.scaling.type')!r} is not supported")
     vocab = w.shape("token_embd.weight")[0]

@@ -78,9 +78,45 @@ def main() -> None:
         failures.append("Q2_K accepted")
     except UnsupportedTensor:
         pass
+    failures += converter_refusals()
     if failures:
         sys.exit(f"test_gguf_blocks: failed: {failures}")
-    print("test_gguf_blocks: 9 passed, 0 failed")
+    print("test_gguf_blocks: 11 passed, 0 failed")
+
+
+def converter_refusals() -> list[str]:
+    """gguf_to_onnx.py refuses what it cannot convert exactly, naming it, and writes nothing."""
+    import subprocess
+    import tempfile
+
+    from gguf import GGUFWriter
+
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {
+            "an unsupported tensor type": ("Q2_K", "tensor token_embd.weight has type Q2_K"),
+            "missing model metadata": ("F32", "the GGUF has no 'llama.embedding_length'"),
+        }
+        for case, (qtype, expect) in cases.items():
+            path = Path(tmp) / f"{qtype}.gguf"
+            w = GGUFWriter(str(path), "llama")
+            if qtype == "Q2_K":
+                w.add_embedding_length(256)
+                w.add_tensor("token_embd.weight", np.zeros((4, 84), np.uint8), raw_dtype=T.Q2_K)
+            else:
+                w.add_tensor("token_embd.weight", np.zeros((4, 64), np.float32))
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+            w.close()
+            out = Path(tmp) / f"{qtype}-out"
+            r = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "gguf_to_onnx.py"),
+                                str(path), str(out)], capture_output=True, text=True)
+            ok = r.returncode != 0 and expect in r.stderr and not out.exists()
+            print(f"test_gguf_blocks: the converter refuses {case}: {'ok' if ok else 'FAIL: ' + r.stderr[-300:]}")
+            if not ok:
+                failures.append(case)
+    return failures
 
 
 if __name__ == "__main__":
