@@ -15,7 +15,7 @@ async fn bucket_with_model(tamper: Option<&str>) -> (aws_sdk_s3::Client, String)
     let bucket = unique_bucket("models");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let dir = models_dir().join(DEFAULT_ENCODER_DIR);
-    for name in ["manifest.json", "model.onnx", "tokenizer.json"] {
+    for name in ["manifest.json", "model.onnx", "tokenizer.json", "LICENSE"] {
         let mut body = std::fs::read(dir.join(name)).unwrap_or_else(|e| {
             panic!(
                 "{}: {e} (run infra/scripts/setup.sh)",
@@ -47,12 +47,12 @@ async fn downloads_verifies_caches_and_loads_from_s3() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.dir, b.dir);
     assert!(a.dir.starts_with(cache.path()));
-    assert_eq!(a.manifest.name, "all-minilm-l6-v2-int8");
+    assert_eq!(a.manifest.name, DEFAULT_ENCODER_DIR);
 
     let runtime =
         OrtRuntime::get_or_init(&models_dir().join("onnxruntime").join(ORT_LIBRARY_FILE)).unwrap();
     let encoder = Encoder::load(runtime, &a, &Default::default()).unwrap();
-    assert_eq!(encoder.embed(&["wool socks"]).unwrap()[0].vector.len(), 384);
+    assert_eq!(encoder.embed(&["wool socks"]).unwrap()[0].vector.len(), 512);
 }
 
 #[tokio::test]

@@ -130,6 +130,8 @@ def fetch_encoder(models: Path, cache: Path) -> None:
                   for _, _, _, _, name, file_sha in ENCODER_FILES],
         "encoder": {"pooling": "mean", "normalize": True, "max_length": 256,
                     "dimension": 384},
+        # The support not-found threshold for this encoder's cosine scale (README "Support").
+        "calibration": {"not_found_similarity": 0.30},
         "source": {
             "model": "sentence-transformers/all-MiniLM-L6-v2, int8 ONNX",
             "license": "Apache-2.0",

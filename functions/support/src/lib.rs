@@ -54,7 +54,8 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_TTL_DAYS` (conversations expire) | 30 |
 /// | `SHOPMIND_SUPPORT_HISTORY_TURNS` (turns read for follow-ups and repeats) | 12 |
 /// | `SHOPMIND_SUPPORT_MAX_TURNS` (a longer conversation must start anew) | 200 |
-/// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | 0.35 |
+/// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | the encoder manifest's `calibration.not_found_similarity`, else 0.35 |
+/// | `SHOPMIND_SUPPORT_LEXICAL_WEIGHT` (weight of BM25, relative to the query's best, beside the cosine) | 0.1 |
 /// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.995 |
 /// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
@@ -63,6 +64,8 @@ pub enum SupportFnError {
 #[derive(Debug, Clone)]
 pub struct SupportConfig {
     pub assistant: AssistantConfig,
+    /// Set: this not-found threshold whatever the encoder; unset: the encoder's calibrated one.
+    pub min_similarity: Option<f32>,
     pub max_chars: usize,
     pub ttl: Duration,
     pub history_turns: usize,
@@ -90,11 +93,15 @@ impl SupportConfig {
             })
         };
         let mut assistant = AssistantConfig::default();
-        assistant.retrieve.min_similarity = num(
-            "SHOPMIND_SUPPORT_MIN_SIMILARITY",
-            f64::from(assistant.retrieve.min_similarity),
-            -1.0,
-            1.0,
+        let min_similarity = match get("SHOPMIND_SUPPORT_MIN_SIMILARITY") {
+            None => None,
+            Some(_) => Some(num("SHOPMIND_SUPPORT_MIN_SIMILARITY", 0.0, -1.0, 1.0)? as f32),
+        };
+        assistant.retrieve.lexical_weight = num(
+            "SHOPMIND_SUPPORT_LEXICAL_WEIGHT",
+            f64::from(assistant.retrieve.lexical_weight),
+            0.0,
+            10.0,
         )? as f32;
         assistant.negative_escalation = num(
             "SHOPMIND_SUPPORT_NEGATIVE_ESCALATION",
@@ -114,6 +121,7 @@ impl SupportConfig {
         };
         Ok(Self {
             assistant,
+            min_similarity,
             max_chars: num("SHOPMIND_SUPPORT_MAX_CHARS", 2000.0, 1.0, 100_000.0)? as usize,
             ttl: Duration::from_secs(
                 (num("SHOPMIND_SUPPORT_TTL_DAYS", 30.0, 1.0, 3650.0)? * 86_400.0) as u64,
@@ -145,6 +153,20 @@ impl SupportConfig {
                 60_000.0,
             )? as u64),
         })
+    }
+}
+
+impl SupportConfig {
+    /// The assistant's settings with the not-found threshold for `encoder`: the configured
+    /// one, else the encoder's calibrated one, else the default (cosine scales differ by
+    /// model, so one constant fits only the encoder it was tuned for).
+    pub fn assistant_for(&self, encoder: &shopmind_inference::Calibration) -> AssistantConfig {
+        let mut a = self.assistant.clone();
+        if let Some(t) = self.min_similarity.or(encoder.not_found_similarity) {
+            a.retrieve.min_similarity = t;
+        }
+        a.handoff_example_similarity = encoder.handoff_example_similarity;
+        a
     }
 }
 
@@ -555,10 +577,11 @@ async fn post_message(
                     .ok()
                     .map(|v| v.into_iter().map(|e| e.vector).collect())
             };
+            let assistant = cfg.assistant_for(encoder.calibration());
             // The unmasked text is only read for entities; nothing stores it.
             Ok(respond(
                 models,
-                &cfg.assistant,
+                &assistant,
                 Question {
                     text: &text,
                     message_vector: &message_vector,
@@ -642,6 +665,7 @@ async fn post_message(
         "confidence": reply.confidence,
         "answer_source": reply.answer_source,
         "locale_fallback": reply.locale_fallback,
+        "offered_handoff": reply.offered_handoff,
         "kb_version": knowledge.kb_version,
     })))
 }

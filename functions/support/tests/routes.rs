@@ -134,7 +134,9 @@ async fn answers_from_the_knowledge_base_with_citations_and_keeps_the_turns() {
     assert!(r["reply"].as_str().unwrap().ends_with("[1]"), "{r}");
     assert_eq!(r["intent"]["name"], "returns", "{r}");
     assert_eq!(r["escalate"], false, "{r}");
-    assert!(r["confidence"].as_f64().unwrap() >= 0.35);
+    // Clearly found: above the encoder's threshold by more than the margin that offers a person.
+    assert_eq!(r["offered_handoff"], false, "{r}");
+    assert!(r["confidence"].as_f64().unwrap() >= 0.25, "{r}");
     assert_eq!(r["entities"][0]["kind"], "email");
     assert_eq!(
         r["entities"][0]["value"],

@@ -57,11 +57,11 @@ async fn embeds_texts_in_order() {
     let (status, body) = send(app(), embed(r#"{"texts":["red dress","blue jeans"]}"#)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let resp: EmbedResponse = serde_json::from_value(body).unwrap();
-    assert_eq!(resp.model, "all-minilm-l6-v2-int8");
-    assert_eq!(resp.dimension, 384);
+    assert_eq!(resp.model, "use-multilingual-v3-int8");
+    assert_eq!(resp.dimension, 512);
     assert_eq!(resp.data.len(), 2);
     assert_eq!(resp.data[1].index, 1);
-    assert_eq!(resp.data[0].embedding.len(), 384);
+    assert_eq!(resp.data[0].embedding.len(), 512);
     assert_ne!(resp.data[0].embedding, resp.data[1].embedding);
 }
 

@@ -3,8 +3,8 @@
 
     python_baseline.py MODEL_DIR SENTENCES_JSON THREADS BATCH MODE
 
-MODE `fixed128`: the tokenizer file as shipped (truncate and pad every input to 128), batches
-in input order. MODE `sorted`: a careful pipeline that truncates at the manifest's max length,
+MODE `fixed128`: the tokenizer file as shipped (MiniLM's truncates and pads every input to 128;
+one without padding settings pads to the batch's longest), batches in input order. MODE `sorted`: a careful pipeline that truncates at the manifest's max length,
 sorts by length and pads each batch to its longest input. Both mean-pool and L2-normalise in
 numpy. Prints one JSON line: {"mode", "threads", "seconds", "sentences_per_s"}.
 """
@@ -12,10 +12,14 @@ numpy. Prints one JSON line: {"mode", "threads", "seconds", "sentences_per_s"}.
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "infra" / "scripts"))
+from onnx_encoder import pooled  # noqa: E402
 
 
 def main() -> None:
@@ -49,11 +53,7 @@ def main() -> None:
                 e = encs[i]
                 n = len(e.ids)
                 ids[r, :n], mask[r, :n], types[r, :n] = e.ids, e.attention_mask, e.type_ids
-            hidden = sess.run(["last_hidden_state"],
-                              {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
-            m = mask[:, :, None].astype(np.float32)
-            vec = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-            vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+            vec = pooled(sess, manifest, ids, mask, types)
             for r, i in enumerate(idx):
                 out[i] = vec[r]
         return out

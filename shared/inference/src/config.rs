@@ -13,7 +13,7 @@ use crate::runtime::OrtRuntime;
 use crate::store::{ModelRef, ModelStore, S3Source};
 
 /// Name of the encoder directory the fetch script writes under the models dir.
-pub const DEFAULT_ENCODER_DIR: &str = "all-minilm-l6-v2-int8";
+pub const DEFAULT_ENCODER_DIR: &str = "use-multilingual-v3-int8";
 /// Name of the generator directory `fetch_generator.py` writes under the models dir.
 pub const DEFAULT_GENERATOR_DIR: &str = "qwen2.5-coder-1.5b-instruct";
 
@@ -21,7 +21,7 @@ pub const DEFAULT_GENERATOR_DIR: &str = "qwen2.5-coder-1.5b-instruct";
 /// | --- | --- |
 /// | `SHOPMIND_MODELS_DIR` | `models` |
 /// | `ORT_DYLIB_PATH` | `$SHOPMIND_MODELS_DIR/onnxruntime/libonnxruntime.so.1.31.1` |
-/// | `SHOPMIND_ENCODER_MODEL` | `$SHOPMIND_MODELS_DIR/all-minilm-l6-v2-int8` (or `s3://bucket/prefix`) |
+/// | `SHOPMIND_ENCODER_MODEL` | `$SHOPMIND_MODELS_DIR/use-multilingual-v3-int8` (or `s3://bucket/prefix`) |
 /// | `SHOPMIND_GENERATOR_MODEL` | `$SHOPMIND_MODELS_DIR/qwen2.5-coder-1.5b-instruct` (or `s3://bucket/prefix`) |
 /// | `SHOPMIND_MODEL_CACHE_DIR` | `/tmp/shopmind-models` |
 /// | `SHOPMIND_INTRA_THREADS` | the number of CPUs |
@@ -254,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             cfg.encoder_model,
-            ModelRef::Local("models/all-minilm-l6-v2-int8".into())
+            ModelRef::Local("models/use-multilingual-v3-int8".into())
         );
         assert_eq!(cfg.encoder.batch_size, 32);
         assert_eq!(

@@ -8,7 +8,7 @@ use ort::value::Tensor;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use crate::error::{InferenceError, Result};
-use crate::manifest::{EncoderSpec, ModelKind, Pooling, VerifiedModel};
+use crate::manifest::{Calibration, EncoderSpec, ModelKind, Pooling, VerifiedModel};
 use crate::runtime::OrtRuntime;
 
 /// Tuning knobs with defaults that suit a 2-vCPU Lambda.
@@ -62,6 +62,7 @@ pub struct Encoder {
     tokenizer: Tokenizer,
     spec: EncoderSpec,
     model_id: String,
+    calibration: Calibration,
     wants_token_type_ids: bool,
     output: String,
     batch_size: usize,
@@ -136,6 +137,7 @@ impl Encoder {
             session: Mutex::new(session),
             tokenizer,
             model_id: manifest.name.clone(),
+            calibration: manifest.calibration.clone(),
             spec,
             wants_token_type_ids,
             output,
@@ -149,6 +151,11 @@ impl Encoder {
 
     pub fn dimension(&self) -> usize {
         self.spec.dimension
+    }
+
+    /// Thresholds measured for this model (its manifest's `calibration`).
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
     }
 
     pub fn max_length(&self) -> usize {
@@ -257,20 +264,21 @@ impl Encoder {
             .ok_or_else(|| InferenceError::Graph(format!("output {} missing", self.output)))?;
         let (out_shape, hidden) = value.try_extract_tensor::<f32>().map_err(run_err)?;
         let dim = self.spec.dimension;
-        if out_shape.len() != 3
-            || out_shape[0] != rows as i64
-            || out_shape[1] != seq as i64
-            || out_shape[2] != dim as i64
-        {
+        // A graph that pools itself answers [rows, dim]; otherwise [rows, seq, dim].
+        let (expected, per_row): (Vec<i64>, usize) = match self.spec.pooling {
+            Pooling::Graph => (vec![rows as i64, dim as i64], dim),
+            _ => (vec![rows as i64, seq as i64, dim as i64], seq * dim),
+        };
+        if out_shape[..] != expected[..] {
             return Err(InferenceError::Graph(format!(
-                "output {} has shape {:?}, expected [{rows}, {seq}, {dim}]",
+                "output {} has shape {:?}, expected {expected:?}",
                 self.output,
                 &out_shape[..]
             )));
         }
         let vectors = (0..rows)
             .map(|r| {
-                let states = &hidden[r * seq * dim..(r + 1) * seq * dim];
+                let states = &hidden[r * per_row..(r + 1) * per_row];
                 let row_mask = &mask[r * seq..(r + 1) * seq];
                 let mut v = pool(states, row_mask, dim, self.spec.pooling);
                 if self.spec.normalize {
@@ -284,10 +292,11 @@ impl Encoder {
     }
 }
 
-/// Pools `[seq, dim]` hidden states into one vector, counting only unmasked tokens.
+/// Pools `[seq, dim]` hidden states into one vector, counting only unmasked tokens
+/// (`Graph`: `states` is already the row's pooled `[dim]`).
 fn pool(states: &[f32], mask: &[i64], dim: usize, pooling: Pooling) -> Vec<f32> {
     match pooling {
-        Pooling::Cls => states[..dim].to_vec(),
+        Pooling::Cls | Pooling::Graph => states[..dim].to_vec(),
         Pooling::Mean => {
             let mut sum = vec![0f32; dim];
             let mut count = 0f32;

@@ -23,7 +23,7 @@ pub use generator::{
     Generation, GenerationConfig, Generator, GeneratorSpec, SplitMix64, Timing,
 };
 pub use manifest::{
-    sha256_file, verify_file, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,
+    sha256_file, verify_file, Calibration, EncoderSpec, Manifest, ManifestFile, ModelKind, Pooling,
     VerifiedModel, MANIFEST_FILE,
 };
 pub use runtime::{OrtRuntime, ORT_LIBRARY_FILE};

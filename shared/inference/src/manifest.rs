@@ -21,6 +21,9 @@ pub struct Manifest {
     pub encoder: Option<EncoderSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<crate::generator::GeneratorSpec>,
+    /// Thresholds that depend on this model's similarity scale, measured for it.
+    #[serde(default, skip_serializing_if = "Calibration::is_empty")]
+    pub calibration: Calibration,
     /// Free-form provenance (package, license); informational only.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub source: serde_json::Value,
@@ -32,6 +35,25 @@ pub enum ModelKind {
     Encoder,
     Classifier,
     Generator,
+}
+
+/// Per-model thresholds: cosine scales differ between encoders (MiniLM's unrelated pairs sit
+/// near 0.1, USE's near 0.2), so a threshold tuned for one is wrong for another.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    /// Support: below this cosine for the best hit, the help centre has no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_found_similarity: Option<f32>,
+    /// Support: a message at least this close to one of a handoff intent's examples hands
+    /// off even when an article is closer ("…refund by Friday or I take legal action").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_example_similarity: Option<f32>,
+}
+
+impl Calibration {
+    pub fn is_empty(&self) -> bool {
+        self.not_found_similarity.is_none() && self.handoff_example_similarity.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,6 +69,8 @@ pub struct ManifestFile {
 pub enum Pooling {
     Mean,
     Cls,
+    /// The graph pools itself: its output is `[batch, dimension]`.
+    Graph,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,6 +153,17 @@ impl Manifest {
             }
             if spec.max_length < 3 || spec.dimension == 0 {
                 return Err(invalid("max_length must be ≥ 3 and dimension > 0".into()));
+            }
+            let c = &self.calibration;
+            for (name, t) in [
+                ("not_found_similarity", c.not_found_similarity),
+                ("handoff_example_similarity", c.handoff_example_similarity),
+            ] {
+                if t.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
+                    return Err(invalid(format!(
+                        "calibration.{name} {t:?} is not a cosine in [-1, 1]"
+                    )));
+                }
             }
         }
         if self.kind == ModelKind::Generator {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod copy;
 mod generate;
+mod helpcentre;
 use shopmind_embed_api::{EmbedLimits, EmbedState};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 
@@ -126,6 +127,9 @@ enum EvalCommand {
         #[arg(long, default_value = "../shared/data/banking77")]
         banking77: PathBuf,
     },
+    /// Support end to end on one help centre (articles, intents, questions with the article
+    /// and facts each answer must carry): citation hit@1, fact recall, handoffs, latency.
+    Helpcentre(helpcentre::HelpCentreArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +218,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eval {
             what: EvalCommand::Support { banking77 },
         } => eval_support(&banking77, inference).await,
+        Command::Eval {
+            what: EvalCommand::Helpcentre(args),
+        } => helpcentre::eval(args, inference).await,
         Command::Routes => {
             let all = recommend::ROUTES
                 .iter()
@@ -518,11 +525,12 @@ async fn eval_support(
         .map_err(|e| CliError::Support(e.to_string()))?;
     let encoder = LazyEncoder::new(InferenceConfig::from_env()?).get().await?;
     let path = heldout.to_owned();
+    let (enc, head_for_reviews) = (encoder.clone(), head.clone());
     let r = tokio::task::spawn_blocking(move || {
         shopmind_support::eval::evaluate_sentiment(
             &path,
-            encoder,
-            &head,
+            enc,
+            &head_for_reviews,
             &mut |what, done, total| {
                 eprintln!("[eval] {what}: {done}/{total}");
             },
@@ -534,6 +542,23 @@ async fn eval_support(
     println!(
         "\n| sentiment ({} held-out reviews) | accuracy | balanced accuracy |\n| --- | --- | --- |\n| linear head (ours) | {:.4} | {:.4} |\n| majority class (baseline) | {:.4} | 0.5000 |",
         r.reviews, r.accuracy, r.balanced_accuracy, r.majority
+    );
+    let threshold = sentiment_cfg.assistant.negative_escalation;
+    let (dir, enc) = (banking77.to_owned(), encoder.clone());
+    let (n, share) = tokio::task::spawn_blocking(move || {
+        shopmind_support::eval::neutral_flagged_upset(
+            &dir,
+            enc,
+            &head,
+            threshold,
+            &mut |_, _, _| {},
+        )
+    })
+    .await
+    .map_err(|e| CliError::Eval(e.to_string()))?
+    .map_err(|e| CliError::Eval(e.to_string()))?;
+    println!(
+        "\nneutral questions handed off as upset (BANKING77 test, {n}; negative ≥ {threshold}): {share:.4}"
     );
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())

@@ -32,7 +32,7 @@ fn embed_prints_one_unit_vector_per_text() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["model"], "all-minilm-l6-v2-int8");
+    assert_eq!(v["model"], "use-multilingual-v3-int8");
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     let e: Vec<f64> = data[1]["embedding"]
@@ -41,7 +41,7 @@ fn embed_prints_one_unit_vector_per_text() {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect();
-    assert_eq!(e.len(), 384);
+    assert_eq!(e.len(), 512);
     let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-3);
 }
@@ -108,7 +108,7 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
         body.len()
     ));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.contains("\"dimension\":384"));
+    assert!(resp.contains("\"dimension\":512"));
 
     let spec = http(
         &addr,

@@ -27,15 +27,24 @@ pub struct AssistantConfig {
     pub max_answer_chars: usize,
     pub handoff_message: String,
     pub not_found_message: String,
+    /// An answer whose best hit is within this much of the not-found threshold is given with
+    /// `offer_message` (a person is offered, not imposed: the answer is probably right).
+    pub low_confidence_margin: f32,
+    pub offer_message: String,
+    /// A message this close to a handoff intent's example hands off whatever the articles
+    /// say (the encoder's calibration; None: only when nearer than every article).
+    pub handoff_example_similarity: Option<f32>,
 }
 
 impl Default for AssistantConfig {
     fn default() -> Self {
         Self {
             retrieve: RetrieveConfig::default(),
-            // The head learnt from product reviews, where "return" questions read negative
-            // (0.95–0.99 on neutral return questions); angry messages score ≥ 0.999.
-            negative_escalation: 0.995,
+            // The head learnt from product reviews, where calm questions about returns or
+            // faults read negative. Chosen on BANKING77's train questions (calm banking
+            // questions; its test split is the evaluation): 0.995 flagged 10.1% as upset,
+            // 0.998 6.0%, 0.999 4.1%.
+            negative_escalation: 0.999,
             repeat_limit: 3,
             max_answer_chars: 600,
             handoff_message: "I'm passing this conversation to our support team. A person will \
@@ -43,6 +52,11 @@ impl Default for AssistantConfig {
                               repeat anything."
                 .into(),
             not_found_message: "I couldn't find this in our help articles.".into(),
+            low_confidence_margin: 0.1,
+            offer_message: "If this doesn't answer your question, just say so and I'll pass \
+                            you to a person."
+                .into(),
+            handoff_example_similarity: None,
         }
     }
 }
@@ -106,8 +120,10 @@ pub struct Reply {
     pub answer_source: AnswerSource,
     /// Why a generated answer was not used (it failed the grounding check, or no answer came).
     pub generation_rejected: Option<String>,
-    /// The asked locale has no article, so every article was searched.
+    /// The answer comes from an article in another language than the asked locale.
     pub locale_fallback: bool,
+    /// The answer was given with an offer of a person (its best hit was only just found).
+    pub offered_handoff: bool,
 }
 
 /// The models one turn uses; any of them may be missing (not indexed yet).
@@ -180,25 +196,6 @@ fn jaccard(a: &[String], b: &[String]) -> f32 {
     a.intersection(&b).count() as f32 / union as f32
 }
 
-fn split_sentences(passage: &str) -> Vec<&str> {
-    let mut sentences: Vec<&str> = Vec::new();
-    let mut start = 0;
-    for (i, c) in passage.char_indices() {
-        if matches!(c, '.' | '!' | '?' | '。' | '！' | '？' | '\n') {
-            let end = i + c.len_utf8();
-            let s = passage[start..end].trim();
-            if !s.is_empty() {
-                sentences.push(s);
-            }
-            start = end;
-        }
-    }
-    if !passage[start..].trim().is_empty() {
-        sentences.push(passage[start..].trim());
-    }
-    sentences
-}
-
 /// Embeds sentences for the extractive answer; `None` when no encoder is at hand.
 pub type SentenceEncoder<'a> = &'a mut dyn FnMut(&[String]) -> Option<Vec<Vec<f32>>>;
 
@@ -216,7 +213,10 @@ fn extract_from(
     let words =
         |t: &str| -> std::collections::HashSet<String> { tokenize(t).into_iter().collect() };
     let (mw, qw) = (words(message.0), words(query.0));
-    let sentences: Vec<&str> = passages.iter().flat_map(|p| split_sentences(p)).collect();
+    let sentences: Vec<&str> = passages
+        .iter()
+        .flat_map(|p| crate::kb::sentences(p))
+        .collect();
     if sentences.is_empty() {
         return String::new();
     }
@@ -251,7 +251,9 @@ fn extract_from(
     let mut len = 0;
     for i in ranked {
         let l = sentences[i].len() + 1;
-        let good = margin == 0.0 || scores[i] >= best - margin;
+        // The best two sentences always (an answer is often a rule plus its exception:
+        // "free over 99 CAD. Below that, 12 CAD"), more when nearly as good.
+        let good = margin == 0.0 || keep.len() < 2 || scores[i] >= best - margin;
         if !keep.is_empty() && (len + l > max_chars || !good) {
             continue;
         }
@@ -309,6 +311,7 @@ pub fn respond(
             confidence: 0.0,
             out_of_scope: true,
             handoff: false,
+            exemplar_similarity: None,
         },
         |m| m.classify(message_vector),
     );
@@ -329,13 +332,11 @@ pub fn respond(
     let injection = injection_suspected(text);
 
     // Retrieval and the extractive answer.
-    // A locale with no article is searched across every article instead: a shop whose help
-    // centre is in one language still answers shoppers who browse in another.
-    let locale_fallback = matches!((models.kb, locale), (Some(kb), Some(l)) if !kb.has_locale(l));
-    let searched = if locale_fallback { None } else { locale };
+    // Every article is searched, those in the shopper's locale preferred: a shop whose help
+    // centre is in one language still answers shoppers who write in another.
     let retrieved = models
         .kb
-        .map(|kb| (kb, kb.search(query, query_vector, searched, &cfg.retrieve)));
+        .map(|kb| (kb, kb.search(query, query_vector, locale, &cfg.retrieve)));
     let mut citations: Vec<Citation> = Vec::new();
     let mut passages: Vec<Passage> = Vec::new();
     let mut answer = None;
@@ -383,6 +384,19 @@ pub fn respond(
         }
     }
 
+    // A handoff intent counts when the message is nearer that intent's examples than any
+    // article: "can I rent a tent?" may be the softmax's pick for `legal_complaint` among
+    // five intents, but the rentals article is far closer to it than "I will sue you".
+    let kb_best = retrieved
+        .as_ref()
+        .and_then(|(_, r)| r.hits.iter().map(|h| h.similarity).reduce(f32::max));
+    let handoff_outweighs_kb = match (intent.exemplar_similarity, kb_best) {
+        (Some(own), Some(kb)) => {
+            own >= kb || cfg.handoff_example_similarity.is_some_and(|t| own >= t)
+        }
+        _ => true,
+    };
+
     // Escalation, most specific reason first.
     let this_tokens = tokenize(text);
     let repeats = history
@@ -395,7 +409,7 @@ pub fn respond(
         .count();
     let reason = if WANTS_HUMAN.is_match(text) {
         Some(EscalationReason::AskedForHuman)
-    } else if intent.handoff {
+    } else if intent.handoff && handoff_outweighs_kb {
         Some(EscalationReason::IntentHandoff)
     } else if sentiment.label == "negative" && sentiment.score >= cfg.negative_escalation {
         Some(EscalationReason::NegativeSentiment)
@@ -429,7 +443,11 @@ pub fn respond(
             None => generation_rejected = Some("no answer from the generator".into()),
         }
     }
+    let offered_handoff = reason.is_none()
+        && answer.is_some()
+        && confidence < cfg.retrieve.min_similarity + cfg.low_confidence_margin;
     let reply = match (reason, &answer) {
+        (None, Some(a)) if offered_handoff => format!("{a}\n\n{}", cfg.offer_message),
         (None, Some(a)) => a.clone(),
         (Some(EscalationReason::AskedForHuman | EscalationReason::IntentHandoff), _)
         | (Some(_), None) => {
@@ -444,6 +462,14 @@ pub fn respond(
     };
     // Only what the reply cites is listed (a handoff without an answer cites nothing).
     citations.retain(|c| reply.contains(&format!("[{}]", c.n)));
+    let locale_fallback = match (locale, citations.first(), models.kb) {
+        (Some(l), Some(c), Some(kb)) => kb
+            .chunks()
+            .iter()
+            .find(|ch| ch.article_id == c.article_id)
+            .is_some_and(|ch| ch.locale != l),
+        _ => false,
+    };
     Reply {
         reply,
         citations,
@@ -461,6 +487,7 @@ pub fn respond(
         },
         generation_rejected,
         locale_fallback,
+        offered_handoff,
     }
 }
 
@@ -513,7 +540,9 @@ mod tests {
                 200,
                 &mut enc
             ),
-            "Refunds reach your card in 5 days."
+            // The nearest sentence, and the runner-up every answer keeps (here a tie among
+            // the rest, broken by passage order), in passage order.
+            "Returns are free. Refunds reach your card in 5 days."
         );
     }
 
@@ -560,5 +589,69 @@ mod tests {
         assert!(!injection_suspected(
             "please ignore my previous order, I found it"
         ));
+    }
+
+    #[test]
+    fn a_handoff_intent_needs_its_examples_nearer_than_the_articles_or_a_strong_match() {
+        let catalog = crate::IntentCatalog::parse(
+            br#"{"intents":[{"name":"returns","examples":["send it back"]},
+                {"name":"legal_complaint","handoff":true,"examples":["I will sue"]}]}"#,
+        )
+        .unwrap();
+        // 2-d embeddings by hand: returns examples at x, legal ones at y.
+        let intents = IntentModel::train(
+            &catalog,
+            &[1.0, 0.0, 0.0, 1.0],
+            2,
+            &crate::TrainConfig::default(),
+            0.5,
+        )
+        .unwrap();
+        let chunk = crate::Chunk {
+            article_id: "refunds".into(),
+            seq: 0,
+            title: "Refunds".into(),
+            heading: String::new(),
+            url: None,
+            locale: "en".into(),
+            text: "Refunds reach your card within 5 days.".into(),
+        };
+        let kb = KbIndex::new(vec![chunk], 2, vec![0.6, 0.8]).unwrap();
+        // Nearer the legal example (0.87) than the returns one, but nearer still the article
+        // (0.99): the softmax says legal_complaint, the article answers it.
+        let message = [0.5, 0.866];
+        let ask = |cfg: &AssistantConfig, kb: Option<&KbIndex>| {
+            let models = Models {
+                kb,
+                intents: Some(&intents),
+                sentiment: None,
+                writer: None,
+            };
+            let q = Question {
+                text: "when is my refund coming or I'll see a lawyer",
+                message_vector: &message,
+                query: "when is my refund coming or I'll see a lawyer",
+                query_vector: &message,
+                locale: Some("en"),
+            };
+            respond(models, cfg, q, &[], &mut |_| None)
+        };
+        let mut cfg = AssistantConfig::default();
+        cfg.retrieve.min_similarity = 0.3;
+        let r = ask(&cfg, Some(&kb));
+        assert_eq!(r.intent.name, "legal_complaint");
+        assert!(!r.escalate, "{r:?}");
+        assert!(r.reply.contains("5 days"), "{r:?}");
+        // A strong match to the shop's own example hands off whatever the articles say.
+        cfg.handoff_example_similarity = Some(0.8);
+        assert_eq!(
+            ask(&cfg, Some(&kb)).escalation_reason,
+            Some(EscalationReason::IntentHandoff)
+        );
+        cfg.handoff_example_similarity = Some(0.9);
+        assert!(!ask(&cfg, Some(&kb)).escalate);
+        // With no knowledge base to compare with, the intent decides.
+        let r = ask(&AssistantConfig::default(), None);
+        assert_eq!(r.escalation_reason, Some(EscalationReason::IntentHandoff));
     }
 }

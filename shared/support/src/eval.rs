@@ -200,7 +200,11 @@ pub fn evaluate_banking77(
         ..RetrieveConfig::default()
     };
     let mut retrieval = Vec::new();
-    for name in ["fused (BM25 + dense, RRF)", "dense alone", "BM25 alone"] {
+    for name in [
+        "hybrid (cosine + 0.1 × relative BM25)",
+        "dense alone",
+        "BM25 alone",
+    ] {
         let (mut h1, mut h3) = (0usize, 0usize);
         for (i, e) in test.iter().enumerate() {
             let q = &xte[i * dim..(i + 1) * dim];
@@ -303,6 +307,28 @@ pub fn evaluate_sentiment(
         balanced_accuracy: balanced,
         majority,
     })
+}
+
+/// Share of BANKING77's test questions — shoppers asking calmly, whatever the topic — that
+/// `head` calls negative at or above `threshold` (what would hand them off as upset).
+pub fn neutral_flagged_upset(
+    dir: &Path,
+    encoder: Arc<Encoder>,
+    head: &crate::head::LinearHead,
+    threshold: f32,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(usize, f64), SupportError> {
+    let test = load(&dir.join("test.csv"))?;
+    let texts: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();
+    let x = embed(&encoder, &texts, "embedding neutral questions", progress)?;
+    let dim = encoder.dimension();
+    let flagged = (0..texts.len())
+        .filter(|&i| {
+            head.predict(&x[i * dim..(i + 1) * dim])
+                .is_some_and(|(label, p)| label == "negative" && p >= threshold)
+        })
+        .count();
+    Ok((texts.len(), flagged as f64 / texts.len().max(1) as f64))
 }
 
 #[cfg(test)]

@@ -110,6 +110,10 @@ pub struct IntentPrediction {
     pub confidence: f32,
     pub out_of_scope: bool,
     pub handoff: bool,
+    /// For a handoff intent: the message's best cosine with that intent's own examples
+    /// (None for models trained before they were kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exemplar_similarity: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +122,11 @@ pub struct IntentModel {
     pub handoff: Vec<String>,
     /// Below this probability the question is out of scope.
     pub min_confidence: f32,
+    /// Unit embeddings of the handoff intents' examples, by intent: a softmax over a few
+    /// intents is confident about anything, so a handoff also needs the message to be close
+    /// to what the shop said such a message looks like.
+    #[serde(default)]
+    pub handoff_examples: Vec<(String, Vec<f32>)>,
 }
 
 impl IntentModel {
@@ -143,7 +152,24 @@ impl IntentModel {
             .filter_map(|e| index.get(e.intent.as_str()).copied())
             .collect();
         let head = train(vectors, dim, &y, labels, cfg)?;
+        let handoff_examples = catalog
+            .exemplars()
+            .iter()
+            .zip(vectors.chunks_exact(dim))
+            .filter(|(e, _)| {
+                catalog
+                    .intents
+                    .iter()
+                    .any(|i| i.handoff && i.name == e.intent)
+            })
+            .map(|(e, v)| {
+                let mut v = v.to_vec();
+                shopmind_inference::l2_normalize(&mut v);
+                (e.intent.clone(), v)
+            })
+            .collect();
         Ok(Self {
+            handoff_examples,
             head,
             handoff: catalog
                 .intents
@@ -196,17 +222,30 @@ impl IntentModel {
 
     pub fn classify(&self, vector: &[f32]) -> IntentPrediction {
         match self.head.predict(vector) {
-            Some((name, p)) if p >= self.min_confidence => IntentPrediction {
-                handoff: self.handoff.iter().any(|h| h == name),
-                name: name.to_owned(),
-                confidence: p,
-                out_of_scope: false,
-            },
+            Some((name, p)) if p >= self.min_confidence => {
+                let handoff = self.handoff.iter().any(|h| h == name);
+                let mut q = vector.to_vec();
+                shopmind_inference::l2_normalize(&mut q);
+                let exemplar_similarity = self
+                    .handoff_examples
+                    .iter()
+                    .filter(|(intent, v)| handoff && intent == name && v.len() == q.len())
+                    .map(|(_, v)| crate::dot(v, &q))
+                    .reduce(f32::max);
+                IntentPrediction {
+                    handoff,
+                    name: name.to_owned(),
+                    confidence: p,
+                    out_of_scope: false,
+                    exemplar_similarity,
+                }
+            }
             other => IntentPrediction {
                 name: OUT_OF_SCOPE.into(),
                 confidence: other.map_or(0.0, |(_, p)| p),
                 out_of_scope: true,
                 handoff: false,
+                exemplar_similarity: None,
             },
         }
     }

@@ -147,16 +147,31 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The sentences of `text` by Unicode's sentence boundaries (UAX #29: "4.95 EUR" and "z.B."
+/// stay whole, "。" ends a sentence), each line break also ending one; trimmed, none empty.
+pub fn sentences(text: &str) -> Vec<&str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    text.split('\n')
+        .flat_map(|line| line.split_sentence_bounds())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Cuts a paragraph longer than `max` into pieces at sentence ends, else spaces, else chars.
 fn split_long(p: &str, max: usize) -> Vec<String> {
+    use unicode_segmentation::UnicodeSegmentation;
     let mut out = Vec::new();
     let mut rest = p.trim();
     while rest.len() > max {
         let window = &rest[..floor_boundary(rest, max)];
         let cut = window
-            .rfind(['.', '!', '?', '。', '！', '？'])
-            .map(|i| i + window[i..].chars().next().map_or(1, char::len_utf8))
+            .split_sentence_bound_indices()
+            .map(|(i, s)| i + s.len())
+            // The window's last piece ends where the window was cut, not at a sentence end.
+            .filter(|&i| i < window.len())
             .filter(|&i| i > max / 3)
+            .last()
             .or_else(|| window.rfind(' ').filter(|&i| i > max / 3))
             .unwrap_or(window.len().max(1));
         let cut = floor_boundary(rest, cut).max(rest.chars().next().map_or(1, char::len_utf8));
@@ -328,6 +343,27 @@ mod tests {
                 w[1].text
             );
         }
+    }
+
+    #[test]
+    fn sentences_follow_unicode_boundaries_not_every_full_stop() {
+        // The case a hand-written splitter got wrong: decimals cut into "4." and "95 EUR".
+        assert_eq!(
+            sentences("Other countries pay 4.95 EUR, free over 100 EUR. Express costs 9.90 EUR!"),
+            [
+                "Other countries pay 4.95 EUR, free over 100 EUR.",
+                "Express costs 9.90 EUR!"
+            ]
+        );
+        assert_eq!(
+            sentences("收到商品后30天内可以退货。退款需要5个工作日！"),
+            ["收到商品后30天内可以退货。", "退款需要5个工作日！"]
+        );
+        assert_eq!(
+            sentences("A list\n\n- first item\nsecond"),
+            ["A list", "- first item", "second"]
+        );
+        assert!(sentences(" \n ").is_empty());
     }
 
     #[test]

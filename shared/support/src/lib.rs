@@ -8,6 +8,7 @@ mod error;
 pub mod eval;
 pub mod grounded;
 pub mod head;
+pub mod helpcentre;
 pub mod indexer;
 pub mod intent;
 pub mod kb;

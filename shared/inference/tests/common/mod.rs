@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shopmind_inference::{
-    Encoder, EncoderOptions, OrtRuntime, VerifiedModel, DEFAULT_ENCODER_DIR, ORT_LIBRARY_FILE,
-};
+use shopmind_inference::{Encoder, EncoderOptions, OrtRuntime, VerifiedModel, ORT_LIBRARY_FILE};
+
+/// The encoder the reference fixture (`fixtures/reference_embeddings.json`) was made with.
+pub const MINILM_DIR: &str = "all-minilm-l6-v2-int8";
 
 pub fn models_dir() -> PathBuf {
     std::env::var_os("SHOPMIND_MODELS_DIR")
@@ -23,7 +24,11 @@ pub fn ort_library() -> PathBuf {
 }
 
 pub fn encoder_dir() -> PathBuf {
-    let dir = models_dir().join(DEFAULT_ENCODER_DIR);
+    model_dir(MINILM_DIR)
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    let dir = models_dir().join(name);
     assert!(
         dir.join("manifest.json").is_file(),
         "{} has no model: run infra/scripts/setup.sh first",
@@ -38,7 +43,11 @@ pub fn runtime() -> &'static OrtRuntime {
 }
 
 pub fn encoder(batch_size: usize) -> Arc<Encoder> {
-    let model = VerifiedModel::open(&encoder_dir()).expect("model verifies");
+    encoder_named(MINILM_DIR, batch_size)
+}
+
+pub fn encoder_named(name: &str, batch_size: usize) -> Arc<Encoder> {
+    let model = VerifiedModel::open(&model_dir(name)).expect("model verifies");
     let opts = EncoderOptions {
         intra_threads: 1,
         batch_size,
