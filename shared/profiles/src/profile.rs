@@ -54,7 +54,15 @@ impl DecayedVector {
             return;
         }
         if self.sum.len() != v.len() {
-            return; // a vector from another model: not comparable, skip it
+            // Vectors from two models are not comparable. The newer one is from the model in
+            // use (an encoder switch re-embeds the catalog), so it starts the profile afresh;
+            // an older one is dropped. Keeping the old vector instead would freeze every
+            // profile on the retired model, whose queries no index answers any more.
+            if at >= self.at {
+                self.sum = v.iter().map(|x| (f64::from(*x) * weight) as f32).collect();
+                self.at = at;
+            }
+            return;
         }
         let (old, new) = if at >= self.at {
             let f = factor(at - self.at, half_life_secs);
@@ -259,5 +267,19 @@ mod tests {
         assert_eq!(price_band(9.99), "under_10");
         assert_eq!(price_band(10.0), "10_25");
         assert_eq!(price_band(1000.0), "250_plus");
+    }
+
+    #[test]
+    fn a_vector_from_another_encoder_restarts_the_profile_when_newer() {
+        let hl = 7.0 * DAY as f64;
+        let t0 = 1_700_000_000;
+        let mut d = DecayedVector::default();
+        d.add(&[1.0, 0.0, 0.0], 1.0, t0, hl); // the retired 3-d encoder
+        d.add(&[0.0, 1.0], 2.0, t0 - DAY, hl); // older, other model: dropped
+        assert_eq!((d.sum.clone(), d.at), (vec![1.0, 0.0, 0.0], t0));
+        d.add(&[0.0, 1.0], 2.0, t0 + DAY, hl); // newer: the profile follows the new encoder
+        assert_eq!((d.sum.clone(), d.at), (vec![0.0, 2.0], t0 + DAY));
+        d.add(&[1.0, 0.0], 1.0, t0 + DAY, hl); // and now accumulates as usual
+        assert_eq!(d.sum, vec![1.0, 2.0]);
     }
 }
