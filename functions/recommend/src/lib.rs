@@ -211,12 +211,29 @@ async fn snapshot(state: &RecommendState) -> Result<Arc<shopmind_recs::Snapshot>
     Ok(snap)
 }
 
-async fn embed_context(state: &RecommendState, text: &str) -> Result<Vec<f32>, ApiError> {
+/// The context's embedding; the item index must come from the same encoder (an encoder
+/// switch without re-indexing would otherwise match nothing, silently).
+async fn embed_context(
+    state: &RecommendState,
+    text: &str,
+    index_dim: Option<usize>,
+) -> Result<Vec<f32>, ApiError> {
     let encoder = state
         .encoder
         .get()
         .await
         .map_err(|e| ApiError::unavailable("the context encoder", e))?;
+    if let Some(dim) = index_dim.filter(|d| *d != encoder.dimension()) {
+        return Err(ApiError::unavailable(
+            "the item index",
+            format!(
+                "it holds {dim}-dimension vectors but the encoder {} gives {}: re-index the \
+                 catalog with this encoder",
+                encoder.model_id(),
+                encoder.dimension()
+            ),
+        ));
+    }
     let t = text.to_owned();
     let mut out = tokio::task::spawn_blocking(move || encoder.embed(&[t]))
         .await
@@ -256,7 +273,7 @@ async fn for_user(
         Err(e) => return Err(ApiError::unavailable("the profile store", e)),
     };
     let context_vec = match context {
-        Some(c) => Some(embed_context(&state, c).await?),
+        Some(c) => Some(embed_context(&state, c, snap.items.as_deref().map(|i| i.dim())).await?),
         None => None,
     };
     let req = ForYou {

@@ -169,6 +169,37 @@ async fn before_any_index_the_answer_is_503_with_a_json_error() {
 }
 
 #[tokio::test]
+async fn a_context_against_an_index_of_another_encoder_is_503_not_an_empty_list() {
+    let f = Fixture::empty();
+    let parsed = parse_catalog(CATALOG);
+    let meta: Vec<ItemMeta> = parsed.items.iter().map(ItemMeta::from).collect();
+    // 2-dimension vectors, as if built by a retired encoder.
+    let vectors: Vec<f32> = meta.iter().flat_map(|_| [1.0, 0.0]).collect();
+    ItemIndex::new("old", "retired-encoder", 2, meta, vectors)
+        .unwrap()
+        .publish(f.store.as_ref(), 1)
+        .await
+        .unwrap();
+    let app = f.app(Duration::ZERO);
+    let (status, body) = get(
+        &app,
+        "/v1/users/u1/recommendations?context=a%20reading%20lamp",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("item index"),
+        "{body}"
+    );
+    // Without a context no model is involved and the index still serves.
+    let (status, body) = get(&app, "/v1/users/u1/recommendations").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn an_unknown_shopper_gets_the_cold_start_path_without_loading_a_model() {
     let f = Fixture::with_index("v1").await;
     let app = f.app(Duration::from_secs(60));

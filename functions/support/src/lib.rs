@@ -522,6 +522,22 @@ async fn post_message(
         .current()
         .await
         .map_err(|e| ApiError::unavailable("the knowledge base", e))?;
+    if let Some(kb) = knowledge.kb.as_deref() {
+        // An encoder switch without re-indexing would make every question "not found".
+        if kb.dim() != encoder.dimension() {
+            return Err(ApiError::unavailable(
+                "the knowledge base",
+                format!(
+                    "index {} holds {}-dimension vectors but the encoder {} gives {}: re-index \
+                     the knowledge base and intents with this encoder",
+                    knowledge.kb_version.as_deref().unwrap_or("?"),
+                    kb.dim(),
+                    encoder.model_id(),
+                    encoder.dimension()
+                ),
+            ));
+        }
+    }
     let sentiment = match state.sentiment.get().await {
         Ok(h) => Some(h),
         Err(e) => {

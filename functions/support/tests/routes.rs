@@ -29,11 +29,16 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
 async fn app_with(generate: bool) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let models = models_dir().to_string_lossy().into_owned();
     let encoder = Arc::new(LazyEncoder::new(shopmind_e2e::local_inference()));
     let report =
         shopmind_e2e::seed_sample_kb(store.as_ref(), encoder.get().await.unwrap(), None).await;
     assert_eq!((report.articles, report.bad_lines.len()), (5, 0));
+    (app_on(store, encoder, generate), dir)
+}
+
+/// The router over `store` as it is (whatever was indexed into it).
+fn app_on(store: Arc<EmbeddedStore>, encoder: Arc<LazyEncoder>, generate: bool) -> axum::Router {
+    let models = models_dir().to_string_lossy().into_owned();
     let config = SupportConfig::from_lookup(|k| match k {
         "SHOPMIND_MODELS_DIR" => Some(models.clone()),
         "SHOPMIND_SUPPORT_MAX_CHARS" => Some("500".into()),
@@ -61,10 +66,41 @@ async fn app_with(generate: bool) -> (axum::Router, tempfile::TempDir) {
         state.config.sentiment_model,
         ModelRef::Local(ref p) if p.ends_with("sentiment-reviews-head")
     ));
-    (
-        shopmind_runtime::finish_router(router(state), shopmind_runtime::DEFAULT_BODY_LIMIT),
-        dir,
-    )
+    shopmind_runtime::finish_router(router(state), shopmind_runtime::DEFAULT_BODY_LIMIT)
+}
+
+#[tokio::test]
+async fn a_knowledge_base_indexed_with_another_encoder_is_503_not_silently_not_found() {
+    // An index of 3-dimension vectors (as if built by a retired encoder).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let chunk = shopmind_support::Chunk {
+        article_id: "returns".into(),
+        seq: 0,
+        title: "Returns".into(),
+        heading: String::new(),
+        url: None,
+        locale: "en".into(),
+        text: "You can return items within 30 days.".into(),
+    };
+    shopmind_support::KbIndex::new(vec![chunk], 3, vec![1.0, 0.0, 0.0])
+        .unwrap()
+        .publish(store.as_ref(), 1_795_845_600, "retired-encoder")
+        .await
+        .unwrap();
+    let encoder = Arc::new(LazyEncoder::new(shopmind_e2e::local_inference()));
+    let app = app_on(store, encoder, false);
+    let id = conversation(&app, None).await;
+    let (status, r) = say(&app, &id, "How long do I have to return a dress?", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert_eq!(r["error"]["code"], "unavailable", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("knowledge base"),
+        "{r}"
+    );
 }
 
 async fn call(
