@@ -56,7 +56,7 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_MAX_TURNS` (a longer conversation must start anew) | 200 |
 /// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | the encoder manifest's `calibration.not_found_similarity`, else 0.35 |
 /// | `SHOPMIND_SUPPORT_LEXICAL_WEIGHT` (weight of BM25, relative to the query's best, beside the cosine) | 0.1 |
-/// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.995 |
+/// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.999 |
 /// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
 /// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes answers from the passages, checked against them; `off`: extractive) | off |
@@ -77,6 +77,18 @@ pub struct SupportConfig {
 }
 
 impl SupportConfig {
+    /// The assistant's settings with the not-found threshold for `encoder`: the configured
+    /// one, else the encoder's calibrated one, else the default (cosine scales differ by
+    /// model, so one constant fits only the encoder it was tuned for).
+    pub fn assistant_for(&self, encoder: &shopmind_inference::Calibration) -> AssistantConfig {
+        let mut a = self.assistant.clone();
+        if let Some(t) = self.min_similarity.or(encoder.not_found_similarity) {
+            a.retrieve.min_similarity = t;
+        }
+        a.handoff_example_similarity = encoder.handoff_example_similarity;
+        a
+    }
+
     pub fn from_env() -> Result<Self, SupportFnError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -153,20 +165,6 @@ impl SupportConfig {
                 60_000.0,
             )? as u64),
         })
-    }
-}
-
-impl SupportConfig {
-    /// The assistant's settings with the not-found threshold for `encoder`: the configured
-    /// one, else the encoder's calibrated one, else the default (cosine scales differ by
-    /// model, so one constant fits only the encoder it was tuned for).
-    pub fn assistant_for(&self, encoder: &shopmind_inference::Calibration) -> AssistantConfig {
-        let mut a = self.assistant.clone();
-        if let Some(t) = self.min_similarity.or(encoder.not_found_similarity) {
-            a.retrieve.min_similarity = t;
-        }
-        a.handoff_example_similarity = encoder.handoff_example_similarity;
-        a
     }
 }
 
