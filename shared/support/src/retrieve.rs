@@ -200,11 +200,6 @@ impl KbIndex {
         Ok(artifact::latest(blobs, KB_KIND).await?)
     }
 
-    /// Whether any article is written in `locale`.
-    pub fn has_locale(&self, locale: &str) -> bool {
-        self.chunks.iter().any(|c| c.locale == locale)
-    }
-
     pub fn chunks(&self) -> &[Chunk] {
         &self.chunks
     }
