@@ -275,10 +275,11 @@ impl KbIndex {
                 *slot = (s / best_lexical.max(f32::MIN_POSITIVE), Some(rank + 1));
             }
         }
+        let cosines: Vec<f32> = (0..self.chunks.len()).map(similarity).collect();
         let mut hits: Vec<Hit> = (0..self.chunks.len())
             .map(|i| {
-                let cos = similarity(i);
-                let bonus = if locale.is_some() && self.in_locale(i, locale) {
+                let cos = cosines[i];
+                let bonus = if locale.is_some_and(|l| self.chunks[i].locale == l) {
                     cfg.locale_bonus
                 } else {
                     0.0
@@ -292,18 +293,24 @@ impl KbIndex {
                 }
             })
             .collect();
-        let mut by_cos: Vec<usize> = (0..hits.len()).collect();
-        by_cos.sort_by(|&a, &b| hits[b].similarity.total_cmp(&hits[a].similarity));
-        for (rank, i) in by_cos.into_iter().enumerate() {
-            hits[i].dense_rank = Some(rank + 1);
-        }
         hits.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
                 .then_with(|| b.similarity.total_cmp(&a.similarity))
                 .then_with(|| a.chunk.cmp(&b.chunk))
         });
+        // Each returned hit's place by cosine alone (ties in chunk order), counted for the
+        // few returned rather than sorting every chunk a second time.
         hits.truncate(cfg.top);
+        for h in &mut hits {
+            let (c, i) = (h.similarity, h.chunk);
+            let ahead = cosines
+                .iter()
+                .enumerate()
+                .filter(|&(j, &x)| x > c || (x == c && j < i))
+                .count();
+            h.dense_rank = Some(ahead + 1);
+        }
         let confidence = hits.first().map_or(0.0, |h| h.similarity.max(0.0));
         Retrieved {
             found: !hits.is_empty() && confidence >= cfg.min_similarity,
