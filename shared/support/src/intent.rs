@@ -224,14 +224,18 @@ impl IntentModel {
         match self.head.predict(vector) {
             Some((name, p)) if p >= self.min_confidence => {
                 let handoff = self.handoff.iter().any(|h| h == name);
-                let mut q = vector.to_vec();
-                shopmind_inference::l2_normalize(&mut q);
-                let exemplar_similarity = self
-                    .handoff_examples
-                    .iter()
-                    .filter(|(intent, v)| handoff && intent == name && v.len() == q.len())
-                    .map(|(_, v)| crate::dot(v, &q))
-                    .reduce(f32::max);
+                // Only a handoff prediction needs the examples (and the normalised copy).
+                let exemplar_similarity = handoff
+                    .then(|| {
+                        let mut q = vector.to_vec();
+                        shopmind_inference::l2_normalize(&mut q);
+                        self.handoff_examples
+                            .iter()
+                            .filter(|(intent, v)| intent == name && v.len() == q.len())
+                            .map(|(_, v)| crate::dot(v, &q))
+                            .reduce(f32::max)
+                    })
+                    .flatten();
                 IntentPrediction {
                     handoff,
                     name: name.to_owned(),
