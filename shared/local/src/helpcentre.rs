@@ -28,6 +28,17 @@ pub struct HelpCentreArgs {
     pub out: PathBuf,
 }
 
+impl HelpCentreArgs {
+    /// How answers are written, as the report and the outcome file name say it.
+    fn mode(&self) -> &'static str {
+        if self.generate {
+            "generated"
+        } else {
+            "extractive"
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|source| CliError::Io {
         what: "could not read",
@@ -75,12 +86,11 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
             .await
             .map_err(support_err)?;
     }
-    let mut support_cfg = support::SupportConfig::from_lookup(|k| match k {
+    let support_cfg = support::SupportConfig::from_lookup(|k| match k {
         "SHOPMIND_SUPPORT_GENERATE" => Some(if args.generate { "on" } else { "off" }.into()),
         _ => std::env::var(k).ok(),
     })
     .map_err(|e| CliError::Support(e.to_string()))?;
-    support_cfg.refresh = std::time::Duration::ZERO;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
     if args.generate {
         generator.get().await?;
@@ -112,11 +122,7 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
         .dir
         .file_name()
         .map_or("helpcentre".into(), |n| n.to_string_lossy().into_owned());
-    let mode = if args.generate {
-        "generated"
-    } else {
-        "extractive"
-    };
+    let mode = args.mode();
     std::fs::create_dir_all(&args.out).map_err(|source| CliError::Io {
         what: "could not create",
         path: args.out.display().to_string(),
@@ -212,11 +218,7 @@ async fn call(app: &axum::Router, uri: &str, body: Value) -> Result<Value, CliEr
 }
 
 fn print_report(args: &HelpCentreArgs, r: &HelpCentreReport, articles: usize, encoder: &str) {
-    let mode = if args.generate {
-        "generated"
-    } else {
-        "extractive"
-    };
+    let mode = args.mode();
     println!(
         "\n{}: {articles} articles, {} answerable questions; encoder {encoder}; {mode} answers\n",
         args.dir.display(),
