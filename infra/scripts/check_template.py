@@ -87,6 +87,32 @@ def main():
             if name not in known:
                 fail(f"{owner}: environment refers to {name}, which is neither a resource nor a parameter")
 
+    # A function streams its responses exactly when a RESPONSE_STREAM function URL calls it
+    # (API Gateway cannot read a streamed response; a function URL in that mode cannot read a
+    # buffered one), and the streaming support function is the support function otherwise.
+    for name, r in resources.items():
+        if r["Type"] != "AWS::Serverless::Function":
+            continue
+        p = r["Properties"]
+        streams = p.get("Environment", {}).get("Variables", {}).get("SHOPMIND_LAMBDA_INVOKE_MODE") == "RESPONSE_STREAM"
+        url_streams = p.get("FunctionUrlConfig", {}).get("InvokeMode") == "RESPONSE_STREAM"
+        checked += 1
+        if streams != url_streams:
+            fail(f"{name}: SHOPMIND_LAMBDA_INVOKE_MODE streaming is {streams} but its function URL's is {url_streams}")
+        checked += 1
+        if streams and any(ev["Type"] == "HttpApi" for ev in p.get("Events", {}).values()):
+            fail(f"{name}: streams its responses, which an HttpApi route cannot read")
+    plain, streamed = (resources.get(n, {}).get("Properties", {}) for n in ("SupportFunction", "SupportStreamFunction"))
+    for key in ("CodeUri", "MemorySize", "EphemeralStorage", "Policies"):
+        checked += 1
+        if plain.get(key) != streamed.get(key):
+            fail(f"SupportStreamFunction {key} differs from SupportFunction's")
+    env_of = lambda p: {k: v for k, v in p.get("Environment", {}).get("Variables", {}).items()
+                        if k != "SHOPMIND_LAMBDA_INVOKE_MODE"}
+    checked += 1
+    if env_of(plain) != env_of(streamed):
+        fail("SupportStreamFunction environment differs from SupportFunction's")
+
     # The code's tables, created in the emulator by the real binary.
     prefix = "tplcheck-"
     env = dict(os.environ, AWS_ENDPOINT_URL=args.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",

@@ -11,11 +11,14 @@
 //! phones, card numbers) before it is stored or logged, and the log never holds it in full.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -29,10 +32,12 @@ use shopmind_storage::{
     append_turn_at_end, BlobStore, ConversationMeta, ConversationStore, StorageError, Turn,
 };
 use shopmind_support::{
-    mask, respond, retrieval_query, AnswerWriter, AssistantConfig, IntentModel, KbIndex,
-    LinearHead, Models, PastTurn, Question, Role, SupportError,
+    mask, respond, retrieval_query, AnswerWriter, AssistantConfig, GenerateWhen, IntentModel,
+    KbIndex, LinearHead, Models, PastTurn, Question, Role, SupportError,
 };
-use tokio::sync::OnceCell;
+use tokio::sync::{mpsc, OnceCell};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
 
 pub const FUNCTION: &str = "support";
 
@@ -59,8 +64,8 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.999 |
 /// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
-/// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes answers from the passages, checked against them; `off`: extractive) | off |
-/// | `SHOPMIND_SUPPORT_GENERATE_MS` (time budget of one generated answer; over it, extractive) | 4000 |
+/// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes every answer from the passages, checked against them; `other-language`: only answers from an article in another script than the question, which a quote would leave untranslated; `off`: extractive; `auto`: `other-language` when the generator model is there — an `s3://` one, or a local directory with its manifest) | auto |
+/// | `SHOPMIND_SUPPORT_GENERATE_MS` (time budget of one generated answer; over it, extractive) | 15000 |
 #[derive(Debug, Clone)]
 pub struct SupportConfig {
     pub assistant: AssistantConfig,
@@ -72,8 +77,20 @@ pub struct SupportConfig {
     pub max_turns: usize,
     pub sentiment_model: ModelRef,
     pub refresh: Duration,
-    pub generate: bool,
+    pub generate: GenerateAnswers,
     pub generate_budget: Duration,
+}
+
+/// Whether answers are written by the generator (`SHOPMIND_SUPPORT_GENERATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerateAnswers {
+    Off,
+    /// Every answer.
+    On,
+    /// Answers from an article in another script than the question.
+    OtherLanguage,
+    /// `OtherLanguage` when the generator model is there.
+    Auto,
 }
 
 impl SupportConfig {
@@ -93,6 +110,18 @@ impl SupportConfig {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// Whether answers are generated with `generator` (the configured generator model).
+    pub fn generates(&self, generator: &ModelRef) -> bool {
+        match self.generate {
+            GenerateAnswers::Off => false,
+            GenerateAnswers::On | GenerateAnswers::OtherLanguage => true,
+            GenerateAnswers::Auto => match generator {
+                ModelRef::Local(dir) => dir.join("manifest.json").is_file(),
+                ModelRef::S3 { .. } => true,
+            },
+        }
+    }
+
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SupportFnError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let num = |name: &'static str, default: f64, lo: f64, hi: f64| {
@@ -105,6 +134,24 @@ impl SupportConfig {
             })
         };
         let mut assistant = AssistantConfig::default();
+        let generate = match get("SHOPMIND_SUPPORT_GENERATE").as_deref().map(str::trim) {
+            None | Some("auto") => GenerateAnswers::Auto,
+            Some("off") => GenerateAnswers::Off,
+            Some("on") => GenerateAnswers::On,
+            Some("other-language") => GenerateAnswers::OtherLanguage,
+            Some(v) => {
+                return Err(SupportFnError::Config {
+                    name: "SHOPMIND_SUPPORT_GENERATE",
+                    value: v.to_owned(),
+                    why: "must be on, other-language, off or auto",
+                })
+            }
+        };
+        // Quoting was the more accurate in the shopper's own language (README, Support).
+        assistant.generate_when = match generate {
+            GenerateAnswers::On => GenerateWhen::Always,
+            _ => GenerateWhen::OtherLanguage,
+        };
         let min_similarity = match get("SHOPMIND_SUPPORT_MIN_SIMILARITY") {
             None => None,
             Some(_) => Some(num("SHOPMIND_SUPPORT_MIN_SIMILARITY", 0.0, -1.0, 1.0)? as f32),
@@ -147,20 +194,10 @@ impl SupportConfig {
                 0.0,
                 86_400.0,
             )?),
-            generate: match get("SHOPMIND_SUPPORT_GENERATE").as_deref().map(str::trim) {
-                None | Some("off") => false,
-                Some("on") => true,
-                Some(v) => {
-                    return Err(SupportFnError::Config {
-                        name: "SHOPMIND_SUPPORT_GENERATE",
-                        value: v.to_owned(),
-                        why: "must be on or off",
-                    })
-                }
-            },
+            generate,
             generate_budget: Duration::from_millis(num(
                 "SHOPMIND_SUPPORT_GENERATE_MS",
-                4000.0,
+                15_000.0,
                 100.0,
                 60_000.0,
             )? as u64),
@@ -257,17 +294,28 @@ pub struct SupportState {
     pub knowledge: Arc<LiveKnowledge>,
     pub encoder: Arc<LazyEncoder>,
     pub sentiment: Arc<LazySentiment>,
-    /// Used when `config.generate` is on.
+    /// Writes the answers when set (see [`SupportConfig::generates`]); until it has loaded,
+    /// answers are extractive.
     pub generator: Option<Arc<LazyGenerator>>,
     pub config: Arc<SupportConfig>,
 }
 
-/// The generator as the assistant's answer writer: greedy with a mild repetition penalty,
-/// a blank line ends the answer, and an answer the time budget cut is not used.
+/// Where a streamed reply's generated text goes as it is written.
+#[derive(Debug)]
+struct Tokens {
+    tx: mpsc::UnboundedSender<Event>,
+    /// Set once any text went out (so the end can say it was replaced).
+    streamed: Arc<AtomicBool>,
+}
+
+/// The generator as the assistant's answer writer: greedy with a mild penalty on repeating
+/// itself (not the passages it should quote), a blank line ends the answer, and an answer the
+/// time budget cut is not used.
 #[derive(Debug)]
 struct GeneratedAnswers {
     generator: Arc<Generator>,
     deadline: std::time::Instant,
+    tokens: Option<Tokens>,
 }
 
 impl AnswerWriter for GeneratedAnswers {
@@ -277,11 +325,19 @@ impl AnswerWriter for GeneratedAnswers {
             max_new_tokens: 96,
             repetition_penalty: 1.1,
             no_repeat_ngram: 4,
+            // The answer should quote the passages: only its own repeats are penalised.
+            penalise_prompt: false,
             stop: vec!["\n\n".into()],
             deadline: Some(self.deadline),
             ..GenerateOptions::default()
         };
-        match self.generator.generate(&[&prompt], &opts, &mut |_, _| {}) {
+        let mut on_text = |_: usize, piece: &str| {
+            if let Some(t) = &self.tokens {
+                t.streamed.store(true, Ordering::Relaxed);
+                let _ = t.tx.send(sse("token", &json!({ "text": piece })));
+            }
+        };
+        match self.generator.generate(&[&prompt], &opts, &mut on_text) {
             Ok(mut out) => match out.pop() {
                 Some(g) if g.finish != FinishReason::TimeBudget => Some(g.text),
                 _ => None,
@@ -473,11 +529,26 @@ struct CitationOut<'a> {
     score: f32,
 }
 
-async fn post_message(
-    State(state): State<SupportState>,
-    Path(id): Path<String>,
-    Json(body): Json<MessageBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+/// A message that passed every check, with what answering it needs. Everything that can
+/// refuse it (validation, ownership, a model or index that is not there) has run, so a
+/// streamed reply only starts once the answer can be given.
+struct Accepted {
+    id: String,
+    meta: ConversationMeta,
+    last_seq: u64,
+    /// Trimmed, not masked: only read for entities; nothing stores it.
+    text: String,
+    masked: String,
+    chars: usize,
+    locale: Option<String>,
+    history: Vec<PastTurn>,
+    encoder: Arc<shopmind_inference::Encoder>,
+    knowledge: Arc<Knowledge>,
+    sentiment: Option<Arc<LinearHead>>,
+    generator: Option<Arc<Generator>>,
+}
+
+async fn accept(state: &SupportState, id: String, body: MessageBody) -> Result<Accepted, ApiError> {
     let cfg = &state.config;
     let text = body.text.trim();
     if text.is_empty() {
@@ -491,9 +562,8 @@ async fn post_message(
         )));
     }
     check_user(body.user_id.as_deref())?;
-    let locale = body.locale.as_deref().filter(|l| !l.is_empty());
-    let meta = owned(&state, &id, body.user_id.as_deref()).await?;
-    let turns = all_turns(&state, &id).await?;
+    let meta = owned(state, &id, body.user_id.as_deref()).await?;
+    let turns = all_turns(state, &id).await?;
     if turns.len() + 2 > cfg.max_turns {
         return Err(ApiError::unprocessable(format!(
             "this conversation has {} turns, the most one may hold; start a new one",
@@ -507,9 +577,6 @@ async fn post_message(
         .rev()
         .filter_map(|t| serde_json::from_value(t.body.clone()).ok())
         .collect();
-
-    let masked = mask(text);
-    let query = retrieval_query(&masked, &history);
     let encoder = state
         .encoder
         .get()
@@ -543,26 +610,53 @@ async fn post_message(
             None
         }
     };
-    let generator = match (&state.generator, cfg.generate) {
-        (Some(g), true) => match g.get().await {
-            Ok(g) => Some(g),
-            Err(e) => {
-                tracing::warn!(error = %e, "generator unavailable; answering extractively");
-                None
-            }
-        },
-        _ => None,
+    let generator = match &state.generator {
+        Some(g) => g.ready_or_load(),
+        None => None,
     };
-    let deadline = std::time::Instant::now() + cfg.generate_budget;
+    Ok(Accepted {
+        id,
+        meta,
+        last_seq: turns.last().map_or(0, |t| t.seq),
+        masked: mask(text),
+        text: text.to_owned(),
+        chars,
+        locale: body.locale.filter(|l| !l.is_empty()),
+        history,
+        encoder,
+        knowledge,
+        sentiment,
+        generator,
+    })
+}
+
+/// Answers an accepted message and stores both turns; `tokens` (a streamed reply) receives
+/// the generated text as it is written.
+async fn answer(
+    state: &SupportState,
+    m: Accepted,
+    tokens: Option<Tokens>,
+) -> Result<Value, ApiError> {
+    let Accepted {
+        id,
+        meta,
+        last_seq,
+        text,
+        masked,
+        chars,
+        locale,
+        history,
+        encoder,
+        knowledge,
+        sentiment,
+        generator,
+    } = m;
+    let query = retrieval_query(&masked, &history);
+    let deadline = std::time::Instant::now() + state.config.generate_budget;
     // Embedding and answering are CPU work: one trip to the blocking pool.
     let reply = {
         let (knowledge, cfg) = (knowledge.clone(), state.config.clone());
-        let (text, masked, query, locale) = (
-            text.to_owned(),
-            masked.clone(),
-            query.clone(),
-            locale.map(str::to_owned),
-        );
+        let (masked, query) = (masked.clone(), query.clone());
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let inputs = if query == masked {
                 vec![masked]
@@ -578,6 +672,7 @@ async fn post_message(
             let writer = generator.map(|generator| GeneratedAnswers {
                 generator,
                 deadline,
+                tokens,
             });
             let models = Models {
                 kb: knowledge.kb.as_deref(),
@@ -592,7 +687,6 @@ async fn post_message(
                     .map(|v| v.into_iter().map(|e| e.vector).collect())
             };
             let assistant = cfg.assistant_for(encoder.calibration());
-            // The unmasked text is only read for entities; nothing stores it.
             Ok(respond(
                 models,
                 &assistant,
@@ -622,9 +716,8 @@ async fn post_message(
         })
         .collect();
     let now = shopmind_storage::now_secs();
-    let seq = turns.last().map_or(0, |t| t.seq) + 1;
     let user_turn = Turn {
-        seq,
+        seq: last_seq + 1,
         body: json!({
             "role": Role::User, "text": masked, "intent": reply.intent.name,
             "sentiment": reply.sentiment, "at": now,
@@ -642,7 +735,7 @@ async fn post_message(
         body: json!({
             "role": Role::Assistant, "text": reply.reply, "citations": citations,
             "escalate": reply.escalate, "escalation_reason": reply.escalation_reason,
-            "confidence": reply.confidence, "at": now,
+            "confidence": reply.confidence, "answer_source": reply.answer_source, "at": now,
         }),
         expires_at: meta.expires_at,
     };
@@ -668,7 +761,7 @@ async fn post_message(
         .iter()
         .map(|e| json!({ "kind": e.kind, "value": e.value }))
         .collect();
-    Ok(axum::Json(json!({
+    Ok(json!({
         "reply": reply.reply,
         "citations": citations,
         "intent": { "name": reply.intent.name, "confidence": reply.intent.confidence },
@@ -678,8 +771,149 @@ async fn post_message(
         "escalation_reason": reply.escalation_reason,
         "confidence": reply.confidence,
         "answer_source": reply.answer_source,
+        "generation_rejected": reply.generation_rejected,
         "locale_fallback": reply.locale_fallback,
         "offered_handoff": reply.offered_handoff,
         "kb_version": knowledge.kb_version,
-    })))
+    }))
+}
+
+/// Whether the caller asked for Server-Sent Events (`Accept: text/event-stream`, alone or
+/// among other media ranges).
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            range
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+/// `POST …/messages`: the reply as JSON, or with `Accept: text/event-stream` as Server-Sent
+/// Events: `token` events carry a generated answer as it is written, `replaced` says the
+/// grounding check turned it down (the reply then holds the extractive answer), and the last
+/// event is `reply` (the JSON the non-streaming call returns) or `error` (`{status, error}`).
+/// A refusal before answering (bad input, unknown conversation, a model missing) is a plain
+/// HTTP error either way. A caller that goes away mid-stream does not stop the reply from
+/// being finished and stored.
+async fn post_message(
+    State(state): State<SupportState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<MessageBody>,
+) -> Result<Response, ApiError> {
+    let accepted = accept(&state, id, body).await?;
+    if !wants_event_stream(&headers) {
+        return Ok(axum::Json(answer(&state, accepted, None).await?).into_response());
+    }
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    let streamed = Arc::new(AtomicBool::new(false));
+    let tokens = Tokens {
+        tx: tx.clone(),
+        streamed: streamed.clone(),
+    };
+    let task = async move {
+        let last = match answer(&state, accepted, Some(tokens)).await {
+            Ok(reply) => {
+                if streamed.load(Ordering::Relaxed) && reply["answer_source"] != "generated" {
+                    let why = reply["generation_rejected"].clone();
+                    let _ = tx.send(sse("replaced", &json!({ "reason": why })));
+                }
+                sse("reply", &reply)
+            }
+            Err(e) => {
+                let mut body = e.body();
+                body["status"] = json!(e.status.as_u16());
+                sse("error", &body)
+            }
+        };
+        // The caller may have gone; the turns are stored either way.
+        let _ = tx.send(last);
+    };
+    // In the request's span, so its log lines keep the invocation's request id.
+    tokio::spawn(tracing::Instrument::in_current_span(task));
+    let events = UnboundedReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse(name: &'static str, data: &Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(generate: Option<&str>) -> Result<SupportConfig, SupportFnError> {
+        SupportConfig::from_lookup(|k| {
+            (k == "SHOPMIND_SUPPORT_GENERATE")
+                .then(|| generate.map(str::to_owned))
+                .flatten()
+        })
+    }
+
+    #[test]
+    fn generated_answers_follow_the_setting_and_auto_follows_the_model() {
+        let model_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let present = ModelRef::Local(model_dir.path().to_owned());
+        let absent = ModelRef::Local(model_dir.path().join("nothing-here"));
+        std::fs::write(model_dir.path().join("manifest.json"), "{}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s3: ModelRef = "s3://bucket/models/qwen"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            (None, [true, false, true], GenerateWhen::OtherLanguage),
+            (
+                Some("auto"),
+                [true, false, true],
+                GenerateWhen::OtherLanguage,
+            ),
+            (Some("on"), [true, true, true], GenerateWhen::Always),
+            (
+                Some("other-language"),
+                [true, true, true],
+                GenerateWhen::OtherLanguage,
+            ),
+            (
+                Some("off"),
+                [false, false, false],
+                GenerateWhen::OtherLanguage,
+            ),
+        ];
+        for (value, [with, without, remote], when) in cases {
+            let c = config(value).unwrap_or_else(|e| panic!("{value:?}: {e}"));
+            assert_eq!(c.generates(&present), with, "{value:?}");
+            assert_eq!(c.generates(&absent), without, "{value:?}");
+            assert_eq!(c.generates(&s3), remote, "{value:?}");
+            assert_eq!(c.assistant.generate_when, when, "{value:?}");
+        }
+        let err = config(Some("yes")).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("SHOPMIND_SUPPORT_GENERATE"), "{err}");
+    }
+
+    #[test]
+    fn only_an_accept_naming_event_streams_streams() {
+        let accept = |v: &[&str]| {
+            let mut h = HeaderMap::new();
+            for x in v {
+                h.append(header::ACCEPT, x.parse().unwrap_or_else(|e| panic!("{e}")));
+            }
+            wants_event_stream(&h)
+        };
+        assert!(accept(&["text/event-stream"]));
+        assert!(accept(&["application/json", "Text/Event-Stream; q=0.5"]));
+        assert!(accept(&["text/html, text/event-stream;q=0.9"]));
+        assert!(!accept(&[]));
+        assert!(!accept(&["application/json"]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&["text/event-streaming"]));
+    }
 }

@@ -24,11 +24,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             &inference.model_cache_dir,
         ))),
         generator: config
-            .generate
+            .generates(&inference.generator_model)
             .then(|| Arc::new(LazyGenerator::new(&inference))),
         encoder: Arc::new(LazyEncoder::new(inference)),
         config: Arc::new(config),
     };
+    // The generator (1.5 GB) loads while the environment runs — init, then invocations —
+    // and answers are extractive until it is ready; provisioned concurrency loads it ahead.
+    if let Some(g) = &state.generator {
+        let _ = g.ready_or_load();
+    }
     let app = finish_router(router(state), DEFAULT_BODY_LIMIT);
     run_on_lambda(FUNCTION, &runtime, app).await?;
     Ok(())

@@ -33,11 +33,36 @@ async fn app_with(generate: bool) -> (axum::Router, tempfile::TempDir) {
     let report =
         shopmind_e2e::seed_sample_kb(store.as_ref(), encoder.get().await.unwrap(), None).await;
     assert_eq!((report.articles, report.bad_lines.len()), (5, 0));
-    (app_on(store, encoder, generate), dir)
+    let generator = match generate {
+        true => Some(loaded_generator().await),
+        false => None,
+    };
+    (app_on(store, encoder, generator), dir)
+}
+
+/// The default generator, loaded once for every test that needs it (a request answers
+/// extractively while it is still loading, which would not test generation).
+async fn loaded_generator() -> Arc<shopmind_inference::LazyGenerator> {
+    static GENERATOR: std::sync::OnceLock<Arc<shopmind_inference::LazyGenerator>> =
+        std::sync::OnceLock::new();
+    let g = GENERATOR
+        .get_or_init(|| {
+            Arc::new(shopmind_inference::LazyGenerator::new(
+                &shopmind_e2e::local_inference(),
+            ))
+        })
+        .clone();
+    g.get().await.unwrap();
+    g
 }
 
 /// The router over `store` as it is (whatever was indexed into it).
-fn app_on(store: Arc<EmbeddedStore>, encoder: Arc<LazyEncoder>, generate: bool) -> axum::Router {
+fn app_on(
+    store: Arc<EmbeddedStore>,
+    encoder: Arc<LazyEncoder>,
+    generator: Option<Arc<shopmind_inference::LazyGenerator>>,
+) -> axum::Router {
+    let generate = generator.is_some();
     let models = models_dir().to_string_lossy().into_owned();
     let config = SupportConfig::from_lookup(|k| match k {
         "SHOPMIND_MODELS_DIR" => Some(models.clone()),
@@ -55,11 +80,7 @@ fn app_on(store: Arc<EmbeddedStore>, encoder: Arc<LazyEncoder>, generate: bool) 
             "/tmp/unused",
         ))),
         encoder,
-        generator: generate.then(|| {
-            Arc::new(shopmind_inference::LazyGenerator::new(
-                &shopmind_e2e::local_inference(),
-            ))
-        }),
+        generator,
         config: Arc::new(config),
     };
     assert!(matches!(
@@ -89,7 +110,7 @@ async fn a_knowledge_base_indexed_with_another_encoder_is_503_not_silently_not_f
         .await
         .unwrap();
     let encoder = Arc::new(LazyEncoder::new(shopmind_e2e::local_inference()));
-    let app = app_on(store, encoder, false);
+    let app = app_on(store, encoder, None);
     let id = conversation(&app, None).await;
     let (status, r) = say(&app, &id, "How long do I have to return a dress?", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{r}");
@@ -524,4 +545,189 @@ async fn generated_answers_hold_to_the_passages() {
         sources.push(format!("{question} -> {source}: {reply}"));
     }
     println!("{}", sources.join("\n"));
+    // The default generator answers the sample questions (greedy, so the same each run); if
+    // the gate turned every one down, generation would be dead weight.
+    assert!(
+        sources.iter().any(|s| s.contains("-> generated:")),
+        "{sources:#?}"
+    );
+}
+
+/// A streamed message: the response's status and content type, and its events as
+/// (name, data) in order.
+async fn stream(
+    app: &axum::Router,
+    id: &str,
+    body: Value,
+) -> (StatusCode, String, Vec<(String, Value)>) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/support/conversations/{id}/messages"))
+        .header("content-type", "application/json")
+        .header("accept", "text/html, text/event-stream;q=0.9")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let mut events = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let (mut name, mut data) = (String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if !name.is_empty() {
+            events.push((name, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    (status, content_type, events)
+}
+
+/// Streaming: generated text arrives as `token` events, and the last event is the reply the
+/// plain call gives (or says the draft was replaced); both turns are stored; refusals stay
+/// plain HTTP errors.
+#[tokio::test]
+async fn a_streamed_reply_sends_the_answer_as_it_is_written_then_the_reply() {
+    let (app, _dir) = app_with(true).await;
+    let id = conversation(&app, None).await;
+    let (status, content_type, events) = stream(
+        &app,
+        &id,
+        json!({ "text": "How many days do I have to return a dress?" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let (last, reply) = events.last().unwrap();
+    assert_eq!(last, "reply", "{names:?}");
+    assert!(
+        names.iter().filter(|n| **n == "reply").count() == 1,
+        "{names:?}"
+    );
+    let draft: String = events
+        .iter()
+        .filter(|(n, _)| n == "token")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        !draft.is_empty(),
+        "no generated text was streamed: {names:?}"
+    );
+    match reply["answer_source"].as_str().unwrap() {
+        // The streamed text is the answer (the reply may add an offer of a person).
+        "generated" => {
+            assert!(
+                reply["reply"].as_str().unwrap().starts_with(draft.trim()),
+                "{draft:?} vs {reply}"
+            );
+            assert!(!names.contains(&"replaced"), "{names:?}");
+        }
+        // Turned down: the stream says so, just before the reply, with the reason.
+        _ => {
+            assert_eq!(names[names.len() - 2], "replaced", "{names:?}");
+            let why = &events[events.len() - 2].1["reason"];
+            assert_eq!(why, &reply["generation_rejected"]);
+            assert!(why.as_str().is_some_and(|w| !w.is_empty()), "{why}");
+        }
+    }
+    assert!(
+        !reply["citations"].as_array().unwrap().is_empty(),
+        "{reply}"
+    );
+    let (_, stored) = call(
+        &app,
+        "GET",
+        &format!("/v1/support/conversations/{id}"),
+        None,
+    )
+    .await;
+    let turns = stored["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{stored}");
+    assert_eq!(turns[1]["text"], reply["reply"]);
+    assert_eq!(turns[1]["answer_source"], reply["answer_source"]);
+
+    // Refused before answering: a plain JSON error, not a stream.
+    let (status, content_type, events) = stream(&app, &id, json!({ "text": "  " })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert!(events.is_empty());
+    let (status, _, _) = stream(
+        &app,
+        "c_00000000000000000000000000000000",
+        json!({ "text": "hi" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Without the generator a streamed reply is the one `reply` event; and a caller that goes
+/// away before reading it does not lose the exchange.
+#[tokio::test]
+async fn an_extractive_stream_is_the_reply_alone_and_a_dropped_stream_still_stores_it() {
+    let (app, _dir) = app().await;
+    let id = conversation(&app, None).await;
+    let (status, _, events) = stream(
+        &app,
+        &id,
+        json!({ "text": "How long does standard delivery take?" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "reply");
+    assert_eq!(events[0].1["answer_source"], "extractive");
+    // The same question in a fresh conversation (in this one it would be a repeat).
+    let fresh = conversation(&app, None).await;
+    let (_, plain) = say(&app, &fresh, "How long does standard delivery take?", None).await;
+    for key in [
+        "reply",
+        "citations",
+        "intent",
+        "escalate",
+        "answer_source",
+        "kb_version",
+    ] {
+        assert_eq!(events[0].1[key], plain[key], "{key}");
+    }
+
+    let other = conversation(&app, None).await;
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/support/conversations/{other}/messages"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(Body::from(
+            json!({ "text": "Can I change the size of my order?" }).to_string(),
+        ))
+        .unwrap();
+    drop(app.clone().oneshot(req).await.unwrap());
+    let mut turns = 0;
+    for _ in 0..200 {
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/support/conversations/{other}"),
+            None,
+        )
+        .await;
+        turns = v["turns"].as_array().map_or(0, Vec::len);
+        if turns == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(turns, 2, "the exchange of a dropped stream was not stored");
 }

@@ -173,6 +173,8 @@ impl CopyWriter {
                     },
                     repetition_penalty: self.config.repetition_penalty,
                     no_repeat_ngram: self.config.no_repeat_ngram,
+                    // As tuned so far; quoting facts would rather have it off (issue 18).
+                    penalise_prompt: true,
                     stop: Vec::new(),
                     deadline,
                 };

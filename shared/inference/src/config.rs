@@ -162,6 +162,8 @@ pub struct LazyGenerator {
     ort_library: PathBuf,
     intra_threads: usize,
     generator: OnceCell<Arc<Generator>>,
+    /// A background load is under way (see [`Self::ready_or_load`]).
+    loading: std::sync::atomic::AtomicBool,
 }
 
 impl LazyGenerator {
@@ -171,11 +173,31 @@ impl LazyGenerator {
             ort_library: config.ort_library.clone(),
             intra_threads: config.encoder.intra_threads,
             generator: OnceCell::new(),
+            loading: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn model(&self) -> &ModelRef {
         self.source.model()
+    }
+
+    /// The generator if it has loaded; otherwise `None`, with the load started in the
+    /// background (once at a time) so a request never waits for a multi-GB model.
+    pub fn ready_or_load(self: &Arc<Self>) -> Option<Arc<Generator>> {
+        if let Some(g) = self.generator.get() {
+            return Some(g.clone());
+        }
+        if !self.loading.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.get().await {
+                    tracing::warn!(error = %e, "generator did not load; will try again");
+                }
+                this.loading
+                    .store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+        None
     }
 
     pub async fn get(&self) -> Result<Arc<Generator>> {

@@ -72,6 +72,10 @@ pub struct GenerateOptions {
     pub repetition_penalty: f32,
     /// Tokens that would repeat an n-gram of this size are banned (0: off).
     pub no_repeat_ngram: usize,
+    /// Whether both penalties also count the prompt (as Hugging Face's do). Off for a model
+    /// that should quote its prompt — an answer from passages — where they would push it to
+    /// misspell what it copies ("businessdays", "2,00" for 200).
+    pub penalise_prompt: bool,
     pub stop: Vec<String>,
     /// Stop before this instant and return what there is.
     pub deadline: Option<Instant>,
@@ -84,6 +88,7 @@ impl Default for GenerateOptions {
             decoding: Decoding::Greedy,
             repetition_penalty: 1.0,
             no_repeat_ngram: 0,
+            penalise_prompt: true,
             stop: Vec::new(),
             deadline: None,
         }
@@ -486,8 +491,11 @@ impl Generator {
                 }
                 let mut logits =
                     step.logits[r * self.spec.vocab..(r + 1) * self.spec.vocab].to_vec();
-                let history: Vec<u32> = encoded[r].iter().chain(&out[r]).copied().collect();
-                process_logits(&mut logits, &history, opts);
+                process_logits(
+                    &mut logits,
+                    &penalty_history(&encoded[r], &out[r], opts),
+                    opts,
+                );
                 let token = pick(&logits, opts.decoding, &mut rng);
                 chosen[r] = i64::from(token);
                 if i64::from(token) == self.config.eos_token_id {
@@ -613,6 +621,19 @@ pub fn render_chat(template: &str, messages: &[ChatMessage]) -> Result<String> {
 }
 
 /// Repetition penalty and no-repeat n-grams, in place.
+/// The tokens the penalties read: the prompt and the output, or the output alone.
+fn penalty_history<'a>(
+    prompt: &[u32],
+    out: &'a [u32],
+    opts: &GenerateOptions,
+) -> std::borrow::Cow<'a, [u32]> {
+    if opts.penalise_prompt {
+        prompt.iter().chain(out).copied().collect::<Vec<_>>().into()
+    } else {
+        out.into()
+    }
+}
+
 pub fn process_logits(logits: &mut [f32], history: &[u32], opts: &GenerateOptions) {
     if opts.repetition_penalty > 0.0 && (opts.repetition_penalty - 1.0).abs() > f32::EPSILON {
         let mut seen = std::collections::HashSet::new();
@@ -766,5 +787,32 @@ mod tests {
         assert_eq!(logits[1], -2.0);
         assert_eq!(logits[2], f32::NEG_INFINITY);
         assert_eq!(logits[3], 1.0);
+    }
+
+    #[test]
+    fn penalties_read_the_prompt_only_when_asked() {
+        let quoting = GenerateOptions {
+            no_repeat_ngram: 2,
+            penalise_prompt: false,
+            ..GenerateOptions::default()
+        };
+        // The prompt says "7 8"; an answer quoting it may say "7 8" again.
+        let (prompt, out) = ([7, 8, 7], [9, 7]);
+        assert_eq!(&*penalty_history(&prompt, &out, &quoting), &[9, 7]);
+        let mut logits = vec![0.0; 10];
+        process_logits(
+            &mut logits,
+            &penalty_history(&prompt, &out, &quoting),
+            &quoting,
+        );
+        assert_eq!(logits[8], 0.0);
+        let default = GenerateOptions {
+            no_repeat_ngram: 2,
+            ..GenerateOptions::default()
+        };
+        let history = penalty_history(&prompt, &out, &default);
+        assert_eq!(&*history, &[7, 8, 7, 9, 7]);
+        process_logits(&mut logits, &history, &default);
+        assert_eq!(logits[8], f32::NEG_INFINITY);
     }
 }

@@ -20,9 +20,10 @@ use crate::{AppParts, CliError};
 pub struct HelpCentreArgs {
     /// A folder with articles.jsonl, questions.jsonl and (optionally) intents.json.
     pub dir: PathBuf,
-    /// Answers written by the generator (`SHOPMIND_SUPPORT_GENERATE=on`), else extractive.
-    #[arg(long)]
-    pub generate: bool,
+    /// Answers written by the generator: `on` (every answer) or `other-language` (only
+    /// from articles in another script than the question); without it, extractive.
+    #[arg(long, num_args = 0..=1, default_missing_value = "on", value_parser = ["on", "other-language"])]
+    pub generate: Option<String>,
     /// Where the per-question outcomes go (JSON).
     #[arg(long, default_value = ".cache/eval/helpcentre")]
     pub out: PathBuf,
@@ -31,10 +32,10 @@ pub struct HelpCentreArgs {
 impl HelpCentreArgs {
     /// How answers are written, as the report and the outcome file name say it.
     fn mode(&self) -> &'static str {
-        if self.generate {
-            "generated"
-        } else {
-            "extractive"
+        match self.generate.as_deref() {
+            Some("on") => "generated",
+            Some(_) => "generated-other-language",
+            None => "extractive",
         }
     }
 }
@@ -87,12 +88,12 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
             .map_err(support_err)?;
     }
     let support_cfg = support::SupportConfig::from_lookup(|k| match k {
-        "SHOPMIND_SUPPORT_GENERATE" => Some(if args.generate { "on" } else { "off" }.into()),
+        "SHOPMIND_SUPPORT_GENERATE" => Some(args.generate.clone().unwrap_or_else(|| "off".into())),
         _ => std::env::var(k).ok(),
     })
     .map_err(|e| CliError::Support(e.to_string()))?;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
-    if args.generate {
+    if args.generate.is_some() {
         generator.get().await?;
     }
     let app = crate::app(AppParts {
@@ -109,11 +110,12 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
     });
 
     // One warm-up question so the first timed one does not pay for loading the models.
-    ask(&app, "warm-up", Some("en"), "hello").await?;
+    let stream = args.generate.is_some();
+    ask(&app, "warm-up", Some("en"), "hello", stream).await?;
     let mut outcomes = Vec::with_capacity(questions.len());
     for (n, q) in questions.iter().enumerate() {
         eprint!("\r[eval] {}/{} questions", n + 1, questions.len());
-        outcomes.push(ask_question(&app, q).await?);
+        outcomes.push(ask_question(&app, q, stream).await?);
     }
     eprintln!();
     let report = helpcentre::score(&questions, &outcomes).map_err(support_err)?;
@@ -139,9 +141,17 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
     Ok(())
 }
 
-async fn ask_question(app: &axum::Router, q: &EvalQuestion) -> Result<Outcome, CliError> {
+async fn ask_question(
+    app: &axum::Router,
+    q: &EvalQuestion,
+    stream: bool,
+) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let reply = ask(app, &q.id, q.locale.as_deref(), &q.question).await?;
+    let Asked {
+        reply,
+        first_token_ms,
+        draft,
+    } = ask(app, &q.id, q.locale.as_deref(), &q.question, stream).await?;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let text = |k: &str| reply.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(Outcome {
@@ -164,16 +174,28 @@ async fn ask_question(app: &axum::Router, q: &EvalQuestion) -> Result<Outcome, C
             .and_then(Value::as_f64)
             .unwrap_or(0.0),
         latency_ms,
+        first_token_ms,
+        draft,
+        generation_rejected: text("generation_rejected"),
     })
 }
 
-/// A new conversation, one message; the reply's JSON.
+/// One question's reply; for a streamed one also when its first generated text came and
+/// all of it.
+struct Asked {
+    reply: Value,
+    first_token_ms: Option<f64>,
+    draft: Option<String>,
+}
+
+/// A new conversation, one message (streamed as a storefront would read it, or not).
 async fn ask(
     app: &axum::Router,
     id: &str,
     locale: Option<&str>,
     text: &str,
-) -> Result<Value, CliError> {
+    stream: bool,
+) -> Result<Asked, CliError> {
     let created = call(app, "/v1/support/conversations", json!({})).await?;
     let conversation = created
         .get("conversation_id")
@@ -183,37 +205,112 @@ async fn ask(
     if let Some(l) = locale {
         body["locale"] = json!(l);
     }
-    call(
-        app,
-        &format!("/v1/support/conversations/{conversation}/messages"),
-        body,
-    )
-    .await
-    .map_err(|e| CliError::Eval(format!("{id}: {e}")))
+    let uri = format!("/v1/support/conversations/{conversation}/messages");
+    if stream {
+        return call_streamed(app, &uri, body)
+            .await
+            .map_err(|e| CliError::Eval(format!("{id}: {e}")));
+    }
+    call(app, &uri, body)
+        .await
+        .map(|reply| Asked {
+            reply,
+            first_token_ms: None,
+            draft: None,
+        })
+        .map_err(|e| CliError::Eval(format!("{id}: {e}")))
 }
 
-async fn call(app: &axum::Router, uri: &str, body: Value) -> Result<Value, CliError> {
+/// The message posted with `Accept: text/event-stream`, its events read as they arrive.
+async fn call_streamed(app: &axum::Router, uri: &str, body: Value) -> Result<Asked, CliError> {
+    use http_body_util::BodyExt;
+    let started = Instant::now();
+    let response = post(app, uri, body, "text/event-stream").await?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return Err(failed(uri, response).await);
+    }
+    let mut body = response.into_body();
+    let (mut buffer, mut draft, mut first, mut reply) = (String::new(), None, None, None);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CliError::Eval(e.to_string()))?;
+        let Some(bytes) = frame.data_ref() else {
+            continue;
+        };
+        buffer.push_str(&String::from_utf8_lossy(bytes));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let (mut name, mut data) = ("", String::new());
+            for line in event.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            match name {
+                "token" => {
+                    first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
+                    let piece: Value = serde_json::from_str(&data)?;
+                    draft
+                        .get_or_insert_with(String::new)
+                        .push_str(piece["text"].as_str().unwrap_or_default());
+                }
+                "reply" => reply = Some(serde_json::from_str(&data)?),
+                "error" => return Err(CliError::Eval(format!("{uri}: {status} {data}"))),
+                _ => {}
+            }
+        }
+    }
+    let reply = reply.ok_or_else(|| {
+        CliError::Eval(format!("{uri}: {status}, the stream ended without a reply"))
+    })?;
+    Ok(Asked {
+        reply,
+        first_token_ms: first,
+        draft,
+    })
+}
+
+async fn post(
+    app: &axum::Router,
+    uri: &str,
+    body: Value,
+    accept: &str,
+) -> Result<axum::response::Response, CliError> {
     let request = Request::builder()
         .method(Method::POST)
         .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, accept)
         .body(Body::from(serde_json::to_vec(&body)?))
         .map_err(|e| CliError::Eval(e.to_string()))?;
-    let response = app
-        .clone()
+    app.clone()
         .oneshot(request)
         .await
-        .map_err(|e| CliError::Eval(e.to_string()))?;
+        .map_err(|e| CliError::Eval(e.to_string()))
+}
+
+/// A refused request as the error the evaluation stops with.
+async fn failed(uri: &str, response: axum::response::Response) -> CliError {
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
-        .map_err(|e| CliError::Eval(e.to_string()))?;
-    if status != StatusCode::OK && status != StatusCode::CREATED {
-        return Err(CliError::Eval(format!(
-            "{uri}: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        )));
+        .unwrap_or_default();
+    CliError::Eval(format!(
+        "{uri}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    ))
+}
+
+async fn call(app: &axum::Router, uri: &str, body: Value) -> Result<Value, CliError> {
+    let response = post(app, uri, body, "application/json").await?;
+    if !matches!(response.status(), StatusCode::OK | StatusCode::CREATED) {
+        return Err(failed(uri, response).await);
     }
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map_err(|e| CliError::Eval(e.to_string()))?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 
@@ -224,12 +321,12 @@ fn print_report(args: &HelpCentreArgs, r: &HelpCentreReport, articles: usize, en
         args.dir.display(),
         r.answerable.questions
     );
-    println!("| slice | questions | citation hit@1 | fact recall | false handoffs |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| slice | questions | citation hit@1 | fact recall | false handoffs | reply in the question's script |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     let row = |name: &str, s: &helpcentre::Slice| {
         println!(
-            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
-            s.questions, s.hit_at_1, s.fact_recall, s.false_handoffs
+            "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            s.questions, s.hit_at_1, s.fact_recall, s.false_handoffs, s.in_language
         );
     };
     row("all answerable", &r.answerable);
@@ -244,6 +341,13 @@ fn print_report(args: &HelpCentreArgs, r: &HelpCentreReport, articles: usize, en
         "\nlatency per message: p50 {:.0} ms, p95 {:.0} ms; generated answers: {}",
         r.latency_p50_ms, r.latency_p95_ms, r.generated
     );
+    if let (Some(p50), Some(p95)) = (r.first_token_p50_ms, r.first_token_p95_ms) {
+        println!("first generated text (streamed): p50 {p50:.0} ms, p95 {p95:.0} ms");
+    }
+    if !r.rejected.is_empty() {
+        let kinds: Vec<String> = r.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("generated answers turned down: {}", kinds.join(", "));
+    }
     if !r.misses.is_empty() {
         println!(
             "missed (wrong article, missing fact or handed off): {}",

@@ -624,7 +624,9 @@ fn app(parts: AppParts) -> axum::Router {
             ),
         )),
         encoder: encoder.clone(),
-        generator: Some(generator),
+        generator: support_cfg
+            .generates(generator.model())
+            .then_some(generator),
         config: Arc::new(support_cfg),
     });
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
@@ -748,16 +750,22 @@ async fn serve(
             None => "$SHOPMIND_STAFF_TOKEN".into(),
         };
         println!(
-            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
         );
+    }
+    let support_cfg =
+        support::SupportConfig::from_env().map_err(|e| CliError::Support(e.to_string()))?;
+    if support_cfg.generates(generator.model()) {
+        // Loads in the background; support answers extractively until it is ready.
+        let _ = generator.ready_or_load();
+        println!("support answers: written by the generator once it has loaded (SHOPMIND_SUPPORT_GENERATE=off for extractive)");
     }
     let app = app(AppParts {
         encoder,
         limits: EmbedLimits::from_env()?,
         store,
         recs: recommend::RecommendConfig::from_env()?,
-        support_cfg: support::SupportConfig::from_env()
-            .map_err(|e| CliError::Support(e.to_string()))?,
+        support_cfg,
         model_cache_dir,
         copy_cfg,
         generator,

@@ -78,6 +78,8 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
         .arg(&data)
         .env("SHOPMIND_STAFF_TOKEN", "cli-test-staff-token")
         .env("SHOPMIND_COPY_GENERATOR", "off")
+        // Extractive: this test is about the routes, not the 1.5B model (routes.rs is).
+        .env("SHOPMIND_SUPPORT_GENERATE", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -97,14 +97,21 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Body {
+impl ApiError {
+    /// The JSON body the response carries; also what a stream reports when it fails after
+    /// its headers went out.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!(Body {
             error: Inner {
                 code: self.code,
                 message: &self.message,
             },
-        };
-        (self.status, axum::Json(body)).into_response()
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
     }
 }

@@ -29,7 +29,8 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
-/// Serves `router` as a Lambda function behind API Gateway (HTTP API). Each request runs in an
+/// Serves `router` as a Lambda function behind API Gateway (HTTP API), or behind a function
+/// URL with response streaming when `config.invoke_mode` says so. Each request runs in an
 /// invocation span (request id, function, cold start) and emits one EMF metrics line.
 pub async fn run_on_lambda(
     function: &'static str,
@@ -37,9 +38,14 @@ pub async fn run_on_lambda(
     router: Router,
 ) -> Result<(), RuntimeError> {
     let observed = observe(function, &config.metrics_namespace, router);
-    lambda_http::run(observed)
-        .await
-        .map_err(|e| RuntimeError::Lambda(e.to_string()))
+    match config.invoke_mode {
+        crate::InvokeMode::Buffered => lambda_http::run(observed).await,
+        // Bodies go out as they are produced (Server-Sent Events); the router is the same.
+        crate::InvokeMode::ResponseStream => {
+            lambda_http::run_with_streaming_response(observed).await
+        }
+    }
+    .map_err(|e| RuntimeError::Lambda(e.to_string()))
 }
 
 /// Whether a Lambda payload is an API Gateway HTTP API (v2) request.

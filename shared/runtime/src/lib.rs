@@ -40,12 +40,24 @@ pub enum RuntimeError {
 /// | `SHOPMIND_DEADLINE_MARGIN_MS` | `2000`: stop starting SQS records this close to the deadline |
 /// | `SHOPMIND_IDEMPOTENCY_TTL_SECS` | `86400` |
 /// | `SHOPMIND_IDEMPOTENCY_IN_PROGRESS_SECS` | `900` |
+/// | `SHOPMIND_LAMBDA_INVOKE_MODE` | `BUFFERED` (API Gateway); `RESPONSE_STREAM` behind a function URL of that invoke mode |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub metrics_namespace: String,
     pub deadline_margin: std::time::Duration,
     pub idempotency_ttl: std::time::Duration,
     pub idempotency_in_progress: std::time::Duration,
+    pub invoke_mode: InvokeMode,
+}
+
+/// How an HTTP function hands its response to Lambda; it must match the caller's invoke mode
+/// (API Gateway reads a buffered response; a `RESPONSE_STREAM` function URL a streamed one),
+/// so it is set per deployment, not per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvokeMode {
+    #[default]
+    Buffered,
+    ResponseStream,
 }
 
 /// A numeric setting: `default` when unset or blank, else the value if it is a finite number
@@ -97,6 +109,15 @@ impl RuntimeConfig {
                 "SHOPMIND_IDEMPOTENCY_IN_PROGRESS_SECS",
                 900,
             )?),
+            invoke_mode: match get("SHOPMIND_LAMBDA_INVOKE_MODE").as_deref().map(str::trim) {
+                None | Some("") | Some("BUFFERED") => InvokeMode::Buffered,
+                Some("RESPONSE_STREAM") => InvokeMode::ResponseStream,
+                Some(v) => {
+                    return Err(RuntimeError::Config(format!(
+                        "SHOPMIND_LAMBDA_INVOKE_MODE={v:?} must be BUFFERED or RESPONSE_STREAM"
+                    )))
+                }
+            },
         })
     }
 }
@@ -153,7 +174,28 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::number_setting;
+    use super::{number_setting, InvokeMode, RuntimeConfig};
+
+    #[test]
+    fn the_invoke_mode_is_buffered_unless_streaming_is_asked_for() {
+        let mode = |v: Option<&str>| {
+            RuntimeConfig::from_lookup(|k| {
+                (k == "SHOPMIND_LAMBDA_INVOKE_MODE")
+                    .then(|| v.map(str::to_owned))
+                    .flatten()
+            })
+            .map(|c| c.invoke_mode)
+        };
+        assert_eq!(mode(None).ok(), Some(InvokeMode::Buffered));
+        assert_eq!(mode(Some("BUFFERED")).ok(), Some(InvokeMode::Buffered));
+        assert_eq!(
+            mode(Some("RESPONSE_STREAM")).ok(),
+            Some(InvokeMode::ResponseStream)
+        );
+        // A typo must not silently serve buffered responses to a streaming URL.
+        let err = mode(Some("response-stream")).unwrap_err().to_string();
+        assert!(err.contains("SHOPMIND_LAMBDA_INVOKE_MODE"), "{err}");
+    }
 
     #[test]
     fn number_settings_default_parse_and_refuse() {

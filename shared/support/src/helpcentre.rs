@@ -53,6 +53,15 @@ pub struct Outcome {
     #[serde(default)]
     pub confidence: f64,
     pub latency_ms: f64,
+    /// Streamed replies: when the first generated text arrived.
+    #[serde(default)]
+    pub first_token_ms: Option<f64>,
+    /// Streamed replies: the generated text as it was written (kept or not).
+    #[serde(default)]
+    pub draft: Option<String>,
+    /// Why the generated answer was not used, if it was not.
+    #[serde(default)]
+    pub generation_rejected: Option<String>,
 }
 
 /// Reads `questions.jsonl`; a bad line is an error naming it (an evaluation must not skip
@@ -109,6 +118,9 @@ pub struct Slice {
     pub fact_recall: f64,
     /// Share of answerable questions handed to a person.
     pub false_handoffs: f64,
+    /// Share of answerable questions whose reply is written in the question's script (a
+    /// Chinese question answered in Chinese), whether or not it is right.
+    pub in_language: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -120,19 +132,29 @@ pub struct HelpCentreReport {
     pub handoffs: BTreeMap<String, (usize, usize)>,
     /// Answers written by the generator among the answered questions.
     pub generated: usize,
+    /// Generated answers turned down, by the grounding check's reason.
+    pub rejected: BTreeMap<String, usize>,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
+    /// Streamed replies with generated text: time to its first piece.
+    pub first_token_p50_ms: Option<f64>,
+    pub first_token_p95_ms: Option<f64>,
     /// Ids of answerable questions that missed (wrong article, fact or handoff), for reading.
     pub misses: Vec<String>,
 }
 
 fn slice<'a>(rows: impl Iterator<Item = (&'a EvalQuestion, &'a Outcome)>) -> Slice {
-    let (mut n, mut hit, mut fact, mut handed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut n, mut hit, mut fact, mut handed, mut same) = (0usize, 0usize, 0usize, 0, 0);
     for (q, o) in rows {
         n += 1;
         hit += usize::from(o.cited.is_some() && o.cited == q.article);
         fact += usize::from(has_facts(&o.reply, &q.facts));
         handed += usize::from(o.escalate);
+        // The answer only: an offer of a person or a handoff note follows a blank line.
+        let answer = o.reply.split("\n\n").next().unwrap_or_default();
+        same += usize::from(
+            crate::grounded::writes_cjk(answer) == crate::grounded::writes_cjk(&q.question),
+        );
     }
     let share = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
     Slice {
@@ -140,6 +162,7 @@ fn slice<'a>(rows: impl Iterator<Item = (&'a EvalQuestion, &'a Outcome)>) -> Sli
         hit_at_1: share(hit),
         fact_recall: share(fact),
         false_handoffs: share(handed),
+        in_language: share(same),
     }
 }
 
@@ -190,6 +213,9 @@ pub fn score(
                 report.misses.push(q.id.clone());
             }
             report.generated += usize::from(o.answer_source == "generated");
+            if let Some(why) = &o.generation_rejected {
+                *report.rejected.entry(rejection_kind(why)).or_default() += 1;
+            }
             continue;
         }
         let key = serde_json::to_value(q.expect)
@@ -203,7 +229,40 @@ pub fn score(
     let latencies: Vec<f64> = pairs.iter().map(|(_, o)| o.latency_ms).collect();
     report.latency_p50_ms = percentile(&latencies, 50.0);
     report.latency_p95_ms = percentile(&latencies, 95.0);
+    let first: Vec<f64> = pairs.iter().filter_map(|(_, o)| o.first_token_ms).collect();
+    if !first.is_empty() {
+        report.first_token_p50_ms = Some(percentile(&first, 50.0));
+        report.first_token_p95_ms = Some(percentile(&first, 95.0));
+    }
     Ok(report)
+}
+
+/// A grounding rejection's reason without its particulars ("states 20, which…" → "a number
+/// its passage does not say"), to count them.
+fn rejection_kind(why: &str) -> String {
+    let kinds = [
+        ("states ", "a number its passage does not say"),
+        ("only ", "too few words from the passages"),
+        ("cites no passage", "no citation"),
+        ("cites [", "a citation of nothing retrieved"),
+        ("does not cite the best", "not citing the best passage"),
+        ("says nothing", "nothing beyond its citations"),
+        (
+            "in another language than its passages,",
+            "another language and unlike its passages",
+        ),
+        (
+            "written in another language",
+            "another language and no encoder to compare",
+        ),
+        ("longer than", "too long"),
+        ("no answer", "no answer in the time budget"),
+    ];
+    kinds
+        .iter()
+        .find(|(prefix, _)| why.starts_with(prefix))
+        .map_or(why, |(_, kind)| kind)
+        .to_owned()
 }
 
 fn language(q: &EvalQuestion) -> String {
@@ -227,7 +286,12 @@ mod tests {
     ) -> EvalQuestion {
         EvalQuestion {
             id: id.into(),
-            question: format!("question {id}"),
+            // A zh-CN question is written in Chinese.
+            question: if locale.starts_with("zh") {
+                format!("问题 {id}")
+            } else {
+                format!("question {id}")
+            },
             locale: Some(locale.into()),
             article: article.map(Into::into),
             facts: facts
@@ -248,6 +312,9 @@ mod tests {
             answer_source: "extractive".into(),
             confidence: 0.5,
             latency_ms: ms,
+            first_token_ms: None,
+            draft: None,
+            generation_rejected: None,
         }
     }
 
@@ -304,7 +371,14 @@ mod tests {
             o("h", "a person will help", None, true, 50.0),
             o("l", "answer", Some("returns"), false, 60.0),
         ];
+        let mut outcomes = outcomes;
+        outcomes[0].generation_rejected = Some("states 20, which the passage…".into());
+        outcomes[1].generation_rejected = Some("states 7, which the passage…".into());
+        outcomes[2].generation_rejected =
+            Some("in another language than its passages, and a sentence of it is only 0.12".into());
         let r = score(&questions, &outcomes).unwrap();
+        assert_eq!(r.rejected["a number its passage does not say"], 2);
+        assert_eq!(r.rejected["another language and unlike its passages"], 1);
         assert_eq!(r.answerable.questions, 4);
         assert!((r.answerable.hit_at_1 - 0.5).abs() < 1e-12); // a, b
         assert!((r.answerable.fact_recall - 0.5).abs() < 1e-12); // a, c
@@ -312,6 +386,9 @@ mod tests {
         assert_eq!(r.by_language["zh"].questions, 1);
         assert_eq!(r.by_language["zh"].hit_at_1, 0.0);
         assert!((r.by_language["en"].hit_at_1 - 2.0 / 3.0).abs() < 1e-12);
+        // The Chinese question got an English reply; the English ones English replies.
+        assert_eq!(r.by_language["zh"].in_language, 0.0);
+        assert_eq!(r.by_language["en"].in_language, 1.0);
         assert_eq!(r.handoffs["asked_for_human"], (1, 1));
         assert_eq!(r.handoffs["legal"], (0, 1));
         assert_eq!(r.misses, vec!["b", "c", "d"]);

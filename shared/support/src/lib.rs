@@ -16,8 +16,8 @@ pub mod mask;
 pub mod retrieve;
 
 pub use assistant::{
-    respond, retrieval_query, AnswerSource, AssistantConfig, Citation, EscalationReason, Models,
-    PastTurn, Question, Reply, Role, SentenceEncoder, Sentiment,
+    respond, retrieval_query, AnswerSource, AssistantConfig, Citation, EscalationReason,
+    GenerateWhen, Models, PastTurn, Question, Reply, Role, SentenceEncoder, Sentiment,
 };
 pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;
