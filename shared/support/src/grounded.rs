@@ -159,10 +159,11 @@ impl std::fmt::Debug for CrossLanguage<'_> {
     }
 }
 
-/// The answer if it holds to the passages, else why not. Per sentence: every number it
-/// states is in the passages it cites (a sentence without a marker is covered by the next
-/// marker, as "… . … [1]" cites both). An answer that cites nothing is given the passage it
-/// overlaps most, when one does; one that says nothing beyond its markers is refused.
+/// The answer if it holds to the passages, else why not. Per stretch of text: every number
+/// it states is in the passages it cites (text before a marker is covered by it, as
+/// "… . … [1]" cites both). An answer that cites nothing is given the passage it restates
+/// (the best one when it is a translation of it); one that says nothing beyond its markers,
+/// or leaves out the best passage, is refused.
 pub fn check_grounded(
     answer: &str,
     question: &str,
