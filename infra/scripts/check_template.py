@@ -170,6 +170,20 @@ def main():
     if not json_path.is_file() or json_path.read_text() != rendered:
         fail("infra/openapi.json is not infra/openapi.yaml as JSON: run "
              ".venv/bin/python infra/scripts/check_template.py --write-openapi-json")
+    # An unquoted description with a comma in a YAML flow mapping ({ description: a, b }) parses
+    # as extra keys with no value: the document then says less than it was written to.
+    def empty_keys(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if v is None:
+                    yield f"{path}/{k}"
+                yield from empty_keys(v, f"{path}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from empty_keys(v, f"{path}/{i}")
+    checked += 1
+    for key in empty_keys(spec, ""):
+        fail(f"infra/openapi.yaml: {key} has no value (quote a description that holds a comma)")
     checked += 1
     try:
         validate(spec)

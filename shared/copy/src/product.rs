@@ -13,7 +13,7 @@ use crate::error::{CopyError, Result};
 /// Bumped whenever the prompt, the plan or the validation rules change what a draft would
 /// say: every stored draft then counts as stale and is regenerated (unless a human approved
 /// or edited it).
-pub const PROMPT_VERSION: &str = "copy-v1";
+pub const PROMPT_VERSION: &str = "copy-v2";
 
 /// Limits on what one request may carry (a draft must fit a DynamoDB item with room to spare).
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;

@@ -45,6 +45,17 @@ pub enum Rule {
     /// Generated text that names neither the product nor any planned fact (a small model
     /// sometimes talks about itself: "I'm ready to help you craft your listing!").
     OffTopic,
+    /// A sentence that says what no fact, the title, the brand or the category says: an
+    /// invented feature, part, review, origin or audience. Generated candidates only.
+    Ungrounded,
+    /// The brand not as given ("FJEL" for "Fjell").
+    BrandName,
+    /// The product not named by its title, or named generically ("Product A").
+    ProductName,
+    /// A salutation, a letter's phrasing or a sign-off ("Dear Customer", "Best regards").
+    LetterForm,
+    /// More hashtags than the channel takes.
+    Hashtags,
     TooLong,
     TooShort,
     Empty,
@@ -656,6 +667,11 @@ impl Corpus {
             specs,
             names,
         }
+    }
+
+    /// Every field of the product, lower-cased, one per line.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     fn has_phrase(&self, phrase: &str) -> bool {

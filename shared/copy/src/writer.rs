@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shopmind_inference::{ChatMessage, Decoding, FinishReason, GenerateOptions, Generation};
 
-use crate::compose::{compose, max_new_tokens, prompt};
+use crate::checks::{sentences, Checks, Input};
+use crate::compose::compose;
 use crate::error::{CopyError, Result};
 use crate::plan::{plan, Plan};
 use crate::product::{Channel, CopyRequest, Locale};
-use crate::validate::{language_violation, Context, Corpus, Report, Rule, Rules, Violation};
+use crate::prompt::{max_new_tokens, prompt};
+use crate::validate::{Context, Corpus, Report, Rule, Rules, Violation};
 
 /// A text generator as the pipeline needs it; [`shopmind_inference::Generator`] is the real
 /// one. One completion per prompt, in order.
@@ -76,6 +78,27 @@ pub struct CandidateStats {
     pub failures: std::collections::BTreeMap<String, usize>,
     /// A generation was cut by the time budget.
     pub cut: bool,
+    /// Every generated candidate as the model wrote it (cleaned), with what the checks found:
+    /// a reviewer sees what was turned down and why, and the evaluation reads the sentences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub text: String,
+    pub outcome: CandidateOutcome,
+    /// The violations found in `text` (before any repair).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateOutcome {
+    Passed,
+    Repaired,
+    Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,11 +140,24 @@ impl Default for WriterConfig {
 pub struct CopyWriter {
     pub rules: Rules,
     pub config: WriterConfig,
+    /// What generated candidates go through after the rules.
+    pub checks: Checks,
 }
 
 impl CopyWriter {
     pub fn new(rules: Rules, config: WriterConfig) -> Self {
-        Self { rules, config }
+        Self {
+            rules,
+            config,
+            checks: Checks::builtin(),
+        }
+    }
+
+    /// The same writer with other checks on generated candidates (the built-in ones are
+    /// [`Checks::builtin`]).
+    pub fn with_checks(mut self, checks: Checks) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// The checks a text must pass for this request.
@@ -173,8 +209,9 @@ impl CopyWriter {
                     },
                     repetition_penalty: self.config.repetition_penalty,
                     no_repeat_ngram: self.config.no_repeat_ngram,
-                    // As tuned so far; quoting facts would rather have it off (issue 18).
-                    penalise_prompt: true,
+                    // Copy quotes the title, brand and facts: penalising the prompt's tokens
+                    // (with no-repeat n-grams over them) made the model misspell them.
+                    penalise_prompt: false,
                     stop: Vec::new(),
                     deadline,
                 };
@@ -197,9 +234,14 @@ impl CopyWriter {
                         // Cut mid-sentence by the token or time budget: keep whole sentences.
                         text = whole_sentences(&text);
                     }
-                    let report = check_generated(&text, &ctx, &plan, &self.rules);
+                    let report = check_generated(&text, &ctx, &plan, &self.rules, &self.checks);
                     if report.passed {
                         stats.passed += 1;
+                        stats.candidates.push(Candidate {
+                            text: text.clone(),
+                            outcome: CandidateOutcome::Passed,
+                            findings: Vec::new(),
+                        });
                         passing.push(self.variant(text, Source::Model, report, &plan));
                         continue;
                     }
@@ -214,9 +256,19 @@ impl CopyWriter {
                             )
                             .or_default() += 1;
                     }
-                    match repair(&text, &report, &ctx, &|t: &str| {
-                        check_generated(t, &ctx, &plan, &self.rules)
-                    }) {
+                    let repaired = repair(&text, &report, &ctx, &|t: &str| {
+                        check_generated(t, &ctx, &plan, &self.rules, &self.checks)
+                    });
+                    stats.candidates.push(Candidate {
+                        text: text.clone(),
+                        outcome: if repaired.is_some() {
+                            CandidateOutcome::Repaired
+                        } else {
+                            CandidateOutcome::Failed
+                        },
+                        findings: report.violations.clone(),
+                    });
+                    match repaired {
                         Some((fixed, report)) => {
                             stats.repaired += 1;
                             passing.push(self.variant(fixed, Source::Repaired, report, &plan));
@@ -304,89 +356,23 @@ fn score(text: &str, plan: &Plan, source: Source) -> f32 {
 }
 
 /// Words too common to show what a text is about.
-const STOPWORDS: &[&str] = &[
-    "with", "that", "this", "your", "from", "have", "will", "more", "than", "they", "them", "what",
-    "when", "which", "into", "also", "just", "only", "very", "every", "their", "there", "these",
-    "those", "about", "would", "could", "should", "make", "made", "like", "best", "most", "much",
-    "many", "some", "each", "other", "over", "such", "been", "were", "here", "product", "products",
-    "item", "items", "perfect", "great", "quality", "design", "designed",
-];
-
-/// Significant words of a phrase: Latin words of 4+ letters that are not stopwords, Han pairs.
-fn keywords(s: &str) -> Vec<String> {
-    let lower = s.to_lowercase();
-    let mut out: Vec<String> = lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| {
-            w.chars().count() >= 4
-                && w.chars().all(|c| c.is_ascii_alphanumeric())
-                && !STOPWORDS.contains(w)
-        })
-        .map(str::to_owned)
-        .collect();
-    let han: Vec<char> = lower
-        .chars()
-        .filter(|c| crate::validate::is_han(*c))
-        .collect();
-    out.extend(han.windows(2).map(|w| w.iter().collect::<String>()));
-    out
-}
-
-/// A chat model talking as an assistant instead of writing copy.
-#[allow(clippy::expect_used)] // a constant pattern, exercised by the tests
-static CHATTER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(
-        r"(?i)\b(i'?m (so |really )?(excited|thrilled|happy|glad|delighted|ready|here)|i am (so )?(excited|thrilled|happy|glad|here)|let me know|i can help|i'?d be (happy|glad)|i'?d love to (help|assist)|assist you|happy to help|as an ai|here'?s (a|an|the|your|how|some|what)|your product|our team|sure!|certainly!)|当然可以|作为一个|我很高兴|以下是",
-    )
-    .expect("chatter pattern")
-});
-
-/// Whether the text is copy about this product: it names the product (a title word) or two
-/// of the planned facts' distinctive words, and does not talk as an assistant.
-fn on_topic(text: &str, plan: &Plan) -> bool {
-    if CHATTER.is_match(text) {
-        return false;
-    }
-    let lower = text.to_lowercase();
-    if keywords(&plan.title)
-        .iter()
-        .any(|k| lower.contains(k.as_str()))
-    {
-        return true;
-    }
-    let mut facts: Vec<String> = plan
-        .facts
-        .iter()
-        .flat_map(|f| keywords(&f.value))
-        .filter(|k| k.chars().count() >= 5 || !k.is_ascii())
-        .filter(|k| lower.contains(k.as_str()))
-        .collect();
-    facts.sort();
-    facts.dedup();
-    facts.len() >= 2
-}
-
-/// Everything a generated candidate must pass: the rules, its language and its topic.
-fn check_generated(text: &str, ctx: &Context<'_>, plan: &Plan, rules: &Rules) -> Report {
+fn check_generated(
+    text: &str,
+    ctx: &Context<'_>,
+    plan: &Plan,
+    rules: &Rules,
+    checks: &Checks,
+) -> Report {
     let mut report = rules.check(text, ctx);
-    let whole = language_violation(text, ctx.locale).or_else(|| {
-        (!on_topic(text, plan)).then(|| Violation {
-            rule: Rule::OffTopic,
-            term: String::new(),
-            message: "not about the product, or talks as an assistant".into(),
-            start: 0,
-            end: 0,
-        })
-    });
-    if let Some(v) = whole {
-        report.violations.insert(0, v);
+    let found = checks.run(text, &Input { ctx, plan });
+    if !found.is_empty() {
+        report.violations.extend(found);
+        report.violations.sort_by_key(|v| (v.start, v.end));
         report.passed = false;
     }
     report
 }
 
-/// Strips what a chat model wraps copy in: a lead-in line ("Here is your post:"), quotes,
-/// markdown emphasis; short channels become one line.
 pub fn clean(raw: &str, channel: Channel) -> String {
     let mut lines: Vec<&str> = raw.lines().map(str::trim).collect();
     while lines.first().is_some_and(|l| {
@@ -407,28 +393,6 @@ pub fn clean(raw: &str, channel: Channel) -> String {
 }
 
 /// Byte ranges of the sentences in `text` (., !, ?, 。, ！, ？, ； or a line end closes one).
-fn sentences(text: &str) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let end = i + c.len_utf8();
-        let closes = match c {
-            '。' | '！' | '？' | '；' | '\n' => true,
-            '.' | '!' | '?' => chars.peek().is_none_or(|(_, n)| n.is_whitespace()),
-            _ => false,
-        };
-        if closes {
-            out.push(start..end);
-            start = end;
-        }
-    }
-    if start < text.len() {
-        out.push(start..text.len());
-    }
-    out
-}
-
 fn closes_sentence(s: &str) -> bool {
     s.trim_end()
         .ends_with(['.', '!', '?', '。', '！', '？', '…'])
@@ -458,13 +422,13 @@ fn repair(
     let bad: Vec<&Violation> = report
         .violations
         .iter()
-        .filter(|v| !v.rule.is_whole_text())
+        .filter(|v| v.start < v.end)
         .collect();
     if report.violations.iter().any(|v| {
         matches!(
             v.rule,
-            Rule::TooShort | Rule::Empty | Rule::WrongLanguage | Rule::OffTopic
-        )
+            Rule::TooShort | Rule::Empty | Rule::WrongLanguage | Rule::OffTopic | Rule::ProductName
+        ) && v.start == v.end
     }) {
         return None;
     }
@@ -555,7 +519,15 @@ mod tests {
             "The best fitting money can buy. Copper, 9/16 inch thread, fits standard garden taps.",
         ]);
         let w = CopyWriter::default().write(&request("social_post"), Some(&model), None, None);
-        assert_eq!(w.variants.len(), 2);
+        assert_eq!(w.variants.len(), 2, "{:#?}", w.stats.candidates);
+        assert_eq!(
+            w.stats
+                .candidates
+                .iter()
+                .map(|c| c.outcome)
+                .collect::<Vec<_>>(),
+            [CandidateOutcome::Passed, CandidateOutcome::Repaired]
+        );
         assert_eq!(w.variants[0].source, Source::Model);
         assert_eq!(
             w.variants[0].text,
@@ -594,7 +566,7 @@ mod tests {
         assert!(v.validation.passed, "{:?}", v.validation.violations);
         assert_eq!(
             v.text,
-            "Hose fitting by Acme. Fits standard garden taps. Price: 12.50 EUR."
+            "The hose fitting by Acme: fits standard garden taps. Now 12.50 EUR."
         );
         assert!(w.fallback_reason.unwrap().contains("4 generated"));
     }
@@ -648,11 +620,15 @@ mod tests {
         let w = CopyWriter::default().write(&req, Some(&model), None, None);
         assert_eq!(w.variants[0].source, Source::Fallback);
         assert_eq!(w.stats.failures.get("off_topic"), Some(&2));
-        let p = plan(
-            &req,
-            &Rules::default(),
-            &Corpus::of(&req.product, &Rules::default()),
-        );
+        let corpus = Corpus::of(&req.product, &Rules::default());
+        let p = plan(&req, &Rules::default(), &corpus);
+        let ctx = context(&req, &corpus);
+        let on_topic = |t: &str, p: &Plan| {
+            use crate::checks::Check;
+            crate::checks::Topic
+                .check(t, &Input { ctx: &ctx, plan: p })
+                .is_empty()
+        };
         assert!(on_topic("The hose fitting for every tap.", &p));
         assert!(on_topic("Fits standard garden taps.", &p));
         assert!(!on_topic("Something new for you.", &p));

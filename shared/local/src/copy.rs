@@ -17,7 +17,7 @@ use crate::{open_store, progress_bar, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct BatchArgs {
-    /// A JSONL catalog (the indexer's format; `item_id` or `id`, title, category, brand,
+    /// A JSONL catalog (the indexer's format: `item_id`, title, category, brand,
     /// price, currency, attributes, selling_points).
     #[arg(long)]
     catalog: PathBuf,
@@ -155,4 +155,126 @@ pub async fn batch(args: BatchArgs, inference: InferenceConfig) -> Result<(), Cl
         )));
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GroundingArgs {
+    /// The catalog the sentences were written for (JSONL, as for `copy batch`).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Labelled sentences, JSON lines: product_id, channel, locale, sentence, invented
+    /// (true when it states something no product field supports), note.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Print every disagreement.
+    #[arg(long)]
+    show_errors: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Label {
+    product_id: String,
+    channel: shopmind_copy::Channel,
+    locale: shopmind_copy::Locale,
+    sentence: String,
+    invented: bool,
+}
+
+fn read(path: &PathBuf, what: &'static str) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn grounding(args: GroundingArgs) -> Result<(), CliError> {
+    let (products, _) = parse_catalog(&read(&args.catalog, "could not read the catalog")?);
+    let products: BTreeMap<&str, &shopmind_copy::Product> =
+        products.iter().map(|p| (p.id.as_str(), p)).collect();
+    let rules = shopmind_copy::Rules::default();
+    // Grounding alone, and grounding with the fact rules (what the pipeline applies).
+    let mut alone = Confusion::default();
+    let mut all = Confusion::default();
+    for (i, line) in read(&args.labels, "could not read the labels")?
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let label: Label = serde_json::from_str(line)
+            .map_err(|e| CliError::Copy(format!("labels line {}: {e}", i + 1)))?;
+        let product = products.get(label.product_id.as_str()).ok_or_else(|| {
+            CliError::Copy(format!(
+                "labels line {}: product {:?} is not in the catalog",
+                i + 1,
+                label.product_id
+            ))
+        })?;
+        let req = shopmind_copy::CopyRequest {
+            product: (*product).clone(),
+            channel: label.channel,
+            locale: label.locale,
+            tone: None,
+            audience: None,
+            max_chars: None,
+            variants: None,
+        };
+        let (grounding, facts) =
+            shopmind_copy::checks::ground_sentence(&req, &rules, &label.sentence);
+        alone.add(label.invented, !grounding.is_empty());
+        let flagged = !grounding.is_empty() || !facts.is_empty();
+        all.add(label.invented, flagged);
+        if args.show_errors && label.invented != flagged {
+            let why = grounding
+                .iter()
+                .chain(&facts)
+                .map(|v| v.term.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "{} {}: {:?} [{}]",
+                if flagged { "FP" } else { "FN" },
+                label.product_id,
+                label.sentence,
+                why
+            );
+        }
+    }
+    println!("grounding check alone:       {alone}");
+    println!("grounding and the fact rules: {all}");
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Confusion {
+    tp: usize,
+    fp: usize,
+    fn_: usize,
+    tn: usize,
+}
+
+impl Confusion {
+    fn add(&mut self, truth: bool, flagged: bool) {
+        match (truth, flagged) {
+            (true, true) => self.tp += 1,
+            (false, true) => self.fp += 1,
+            (true, false) => self.fn_ += 1,
+            (false, false) => self.tn += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Confusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { tp, fp, fn_, tn } = *self;
+        write!(
+            f,
+            "{} sentences, {} labelled invented; tp {tp}, fp {fp}, fn {fn_}, tn {tn}; \
+             precision {:.3}, recall {:.3}",
+            tp + fp + fn_ + tn,
+            tp + fn_,
+            tp as f64 / (tp + fp).max(1) as f64,
+            tp as f64 / (tp + fn_).max(1) as f64
+        )
+    }
 }

@@ -130,6 +130,9 @@ enum EvalCommand {
     /// Support end to end on one help centre (articles, intents, questions with the article
     /// and facts each answer must carry): citation hit@1, fact recall, handoffs, latency.
     Helpcentre(helpcentre::HelpCentreArgs),
+    /// The copy grounding check against sentences labelled by reading: precision and recall
+    /// of "invented" (a claim no product field supports).
+    Grounding(copy::GroundingArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +224,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eval {
             what: EvalCommand::Helpcentre(args),
         } => helpcentre::eval(args, inference).await,
+        Command::Eval {
+            what: EvalCommand::Grounding(args),
+        } => copy::grounding(args),
         Command::Routes => {
             let all = recommend::ROUTES
                 .iter()
