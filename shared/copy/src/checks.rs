@@ -123,6 +123,7 @@ impl Check for Language {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Topic;
 
+/// Words too common to show what a text is about.
 const STOPWORDS: &[&str] = &[
     "with", "that", "this", "your", "from", "have", "will", "more", "than", "they", "them", "what",
     "when", "which", "into", "also", "just", "only", "very", "every", "their", "there", "these",
@@ -131,6 +132,7 @@ const STOPWORDS: &[&str] = &[
     "item", "items", "perfect", "great", "quality", "design", "designed",
 ];
 
+/// Significant words of a phrase: Latin words of 4+ letters that are not stopwords, Han pairs.
 fn keywords(s: &str) -> Vec<String> {
     let lower = s.to_lowercase();
     let mut out: Vec<String> = lower

@@ -355,7 +355,7 @@ fn score(text: &str, plan: &Plan, source: Source) -> f32 {
     coverage + 0.3 * fill - penalty
 }
 
-/// Words too common to show what a text is about.
+/// The rules, then the checks on generated text ([`Checks`]), in one report.
 fn check_generated(
     text: &str,
     ctx: &Context<'_>,
