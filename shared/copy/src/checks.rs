@@ -16,13 +16,26 @@ use rust_stemmers::{Algorithm, Stemmer};
 use crate::plan::Plan;
 use crate::prompt::hashtag_allowance;
 use crate::validate::{is_han, language_violation, Context, Rule, Violation};
+use crate::verify;
+use crate::writer::TextModel;
 
-/// What a check sees: the candidate's context (product corpus, channel, locale, limit) and
-/// the plan it was written from.
-#[derive(Debug, Clone, Copy)]
+/// What a check sees: the candidate's context (product corpus, channel, locale, limit), the
+/// plan it was written from, and the model that wrote it (checks may ask it questions).
+#[derive(Clone, Copy)]
 pub struct Input<'a> {
     pub ctx: &'a Context<'a>,
     pub plan: &'a Plan,
+    pub model: Option<&'a dyn TextModel>,
+}
+
+impl std::fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("ctx", self.ctx)
+            .field("plan", self.plan)
+            .field("model", &self.model.map(|m| m.id()))
+            .finish()
+    }
 }
 
 /// One check on a generated candidate. Violations carry the byte range they cover, so repair
@@ -47,7 +60,7 @@ impl Checks {
             Arc::new(Language),
             Arc::new(Topic),
             Arc::new(Identity),
-            Arc::new(Grounding),
+            Arc::new(Grounding::default()),
         ])
     }
 
@@ -707,9 +720,28 @@ const ZH_GENERIC_CHARS: &str =
 /// data or a generic word. A sentence with an unsupported word is a finding naming the words.
 ///
 /// Han text is checked only when the product's data holds Chinese: copy translated from
-/// English data has no lexical support to find (a cross-language check needs the encoder).
+/// English data has no lexical support to find.
+///
+/// With `verify_above` set and a model that can judge ([`TextModel::judge`]), each flagged
+/// sentence is put to the model ([`verify::support`]) and the finding is withdrawn when its
+/// probability that the data supports the sentence reaches the threshold; a model error keeps
+/// the finding. Off by default: measured on the development labels, Qwen2.5-Coder-1.5B says
+/// "Yes" to invented sentences nearly as readily as to grounded ones (0.6–0.9 for both), so
+/// every threshold lost more recall than it gained precision, at ~3 s a sentence
+/// (`shopmind eval grounding --verify`, docs/copy.md). A stronger judge may do better.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Grounding;
+pub struct Grounding {
+    pub verify_above: Option<f32>,
+}
+
+impl Grounding {
+    /// Lexical findings, withdrawn when the model supports the sentence at `above` or more.
+    pub fn verified(above: f32) -> Self {
+        Self {
+            verify_above: Some(above),
+        }
+    }
+}
 
 /// A sentence is a finding from this many unsupported Latin words or Han characters.
 const MIN_UNSUPPORTED_WORDS: usize = 1;
@@ -720,115 +752,157 @@ impl Check for Grounding {
         "grounding"
     }
     fn check(&self, text: &str, input: &Input<'_>) -> Vec<Violation> {
-        let corpus = input.ctx.corpus.text();
-        let supported: HashSet<String> = latin_words(corpus)
+        let found = unsupported_sentences(text, input);
+        let (Some(above), Some(model)) = (self.verify_above, input.model) else {
+            return found;
+        };
+        found
             .into_iter()
-            .flat_map(|(_, w)| {
-                let mut v = vec![stem(w)];
-                v.extend(w.split(['-', '\'']).map(stem));
-                v
-            })
-            .collect();
-        let words: Vec<String> = latin_words(corpus)
-            .into_iter()
-            .map(|(_, w)| w.to_owned())
-            .collect();
-        let han_data: Vec<char> = corpus.chars().collect();
-        let has_han = han_data.iter().any(|c| is_han(*c));
-        let bigrams: HashSet<(char, char)> = han_data
-            .windows(2)
-            .filter(|w| is_han(w[0]) && is_han(w[1]))
-            .map(|w| (w[0], w[1]))
-            .collect();
-        let mut out = Vec::new();
-        for r in sentences(text) {
-            let s = &text[r.clone()];
-            let mut missing: Vec<String> = Vec::new();
-            for (_, w) in latin_words(s) {
-                if w.chars().any(|c| c.is_ascii_digit()) {
-                    continue; // numbers and codes are the fact rules' job
-                }
-                let lower = w.to_lowercase();
-                if lower.chars().count() < 3 || GENERIC.contains(lower.as_str()) {
-                    continue;
-                }
-                let known = |p: &str| {
-                    let st = stem(p);
-                    supported.contains(&st) || GENERIC_STEMS.contains(&st)
-                };
-                let parts = camel_parts(w);
-                if known(&lower)
-                    || lower
-                        .split(['-', '\'', '’'])
-                        .filter(|p| p.chars().count() >= 3)
-                        .all(known)
-                    || (parts.len() > 1 && parts.iter().all(|p| known(p)))
-                    || compound_of(&lower, &words)
-                    || compound_of(&stem(&lower), &words)
-                {
-                    continue;
-                }
-                if !missing.contains(&w.to_owned()) {
-                    missing.push(w.to_owned());
-                }
-            }
-            let mut han_missing = 0;
-            if has_han {
-                let chars: Vec<char> = s.chars().collect();
-                let mut covered = vec![false; chars.len()];
-                for i in 0..chars.len().saturating_sub(1) {
-                    if bigrams.contains(&(chars[i], chars[i + 1])) {
-                        covered[i] = true;
-                        covered[i + 1] = true;
+            .filter(
+                |v| match verify::support(model, input.plan, &text[v.start..v.end]) {
+                    Ok(p) => p < above,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "verifier unavailable; the finding stands");
+                        true
                     }
-                }
-                for g in ZH_GENERIC {
-                    let g: Vec<char> = g.chars().collect();
-                    for i in 0..chars.len().saturating_sub(g.len() - 1) {
-                        if chars[i..i + g.len()] == g[..] {
-                            covered[i..i + g.len()].iter_mut().for_each(|c| *c = true);
-                        }
-                    }
-                }
-                let mut run = String::new();
-                for (i, c) in chars.iter().enumerate() {
-                    let bare = is_han(*c) && !covered[i] && !ZH_GENERIC_CHARS.contains(*c);
-                    if bare {
-                        han_missing += 1;
-                        run.push(*c);
-                    } else if !run.is_empty() {
-                        missing.push(std::mem::take(&mut run));
-                    }
-                }
-                if !run.is_empty() {
-                    missing.push(run);
-                }
-            }
-            let latin_missing = missing.iter().filter(|m| !m.chars().any(is_han)).count();
-            if latin_missing >= MIN_UNSUPPORTED_WORDS || han_missing >= MIN_UNSUPPORTED_HAN {
-                let trimmed = s.trim();
-                let lead = s.len() - s.trim_start().len();
-                out.push(Violation {
-                    rule: Rule::Ungrounded,
-                    term: missing.join(", "),
-                    message: format!("not in the product's data: {}", missing.join(", ")),
-                    start: r.start + lead,
-                    end: r.start + lead + trimmed.len(),
-                });
-            }
-        }
-        out
+                },
+            )
+            .collect()
     }
 }
 
-/// What catches invention in one sentence of copy for `req`, as the labelled-set evaluation
-/// (`shopmind eval grounding`) scores it: the grounding check's findings, and the fact rules'
-/// (numbers, materials, specs and unproven claims not in the data).
+/// The lexical pass of [`Grounding`]: a finding per sentence with unsupported words.
+pub fn unsupported_sentences(text: &str, input: &Input<'_>) -> Vec<Violation> {
+    let corpus = input.ctx.corpus.text();
+    let supported: HashSet<String> = latin_words(corpus)
+        .into_iter()
+        .flat_map(|(_, w)| {
+            let mut v = vec![stem(w)];
+            v.extend(w.split(['-', '\'']).map(stem));
+            v
+        })
+        .collect();
+    let words: Vec<String> = latin_words(corpus)
+        .into_iter()
+        .map(|(_, w)| w.to_owned())
+        .collect();
+    let han_data: Vec<char> = corpus.chars().collect();
+    let has_han = han_data.iter().any(|c| is_han(*c));
+    let bigrams: HashSet<(char, char)> = han_data
+        .windows(2)
+        .filter(|w| is_han(w[0]) && is_han(w[1]))
+        .map(|w| (w[0], w[1]))
+        .collect();
+    let mut out = Vec::new();
+    for r in sentences(text) {
+        let s = &text[r.clone()];
+        let mut missing: Vec<String> = Vec::new();
+        for (_, w) in latin_words(s) {
+            if w.chars().any(|c| c.is_ascii_digit()) {
+                continue; // numbers and codes are the fact rules' job
+            }
+            let lower = w.to_lowercase();
+            if lower.chars().count() < 3 || GENERIC.contains(lower.as_str()) {
+                continue;
+            }
+            let known = |p: &str| {
+                let st = stem(p);
+                supported.contains(&st) || GENERIC_STEMS.contains(&st)
+            };
+            let parts = camel_parts(w);
+            if known(&lower)
+                || lower
+                    .split(['-', '\'', '’'])
+                    .filter(|p| p.chars().count() >= 3)
+                    .all(known)
+                || (parts.len() > 1 && parts.iter().all(|p| known(p)))
+                || compound_of(&lower, &words)
+                || compound_of(&stem(&lower), &words)
+            {
+                continue;
+            }
+            if !missing.contains(&w.to_owned()) {
+                missing.push(w.to_owned());
+            }
+        }
+        let mut han_missing = 0;
+        if has_han {
+            let chars: Vec<char> = s.chars().collect();
+            let mut covered = vec![false; chars.len()];
+            for i in 0..chars.len().saturating_sub(1) {
+                if bigrams.contains(&(chars[i], chars[i + 1])) {
+                    covered[i] = true;
+                    covered[i + 1] = true;
+                }
+            }
+            for g in ZH_GENERIC {
+                let g: Vec<char> = g.chars().collect();
+                for i in 0..chars.len().saturating_sub(g.len() - 1) {
+                    if chars[i..i + g.len()] == g[..] {
+                        covered[i..i + g.len()].iter_mut().for_each(|c| *c = true);
+                    }
+                }
+            }
+            let mut run = String::new();
+            for (i, c) in chars.iter().enumerate() {
+                let bare = is_han(*c) && !covered[i] && !ZH_GENERIC_CHARS.contains(*c);
+                if bare {
+                    han_missing += 1;
+                    run.push(*c);
+                } else if !run.is_empty() {
+                    missing.push(std::mem::take(&mut run));
+                }
+            }
+            if !run.is_empty() {
+                missing.push(run);
+            }
+        }
+        let latin_missing = missing.iter().filter(|m| !m.chars().any(is_han)).count();
+        if latin_missing >= MIN_UNSUPPORTED_WORDS || han_missing >= MIN_UNSUPPORTED_HAN {
+            let trimmed = s.trim();
+            let lead = s.len() - s.trim_start().len();
+            out.push(Violation {
+                rule: Rule::Ungrounded,
+                term: missing.join(", "),
+                message: format!("not in the product's data: {}", missing.join(", ")),
+                start: r.start + lead,
+                end: r.start + lead + trimmed.len(),
+            });
+        }
+    }
+    out
+}
+
+/// What catches invention in one sentence of copy, as the labelled-set evaluation
+/// (`shopmind eval grounding`) scores it.
+#[derive(Debug, Clone)]
+pub struct Grounded {
+    /// The lexical grounding pass's findings.
+    pub lexical: Vec<Violation>,
+    /// The fact rules' (numbers, materials, specs and unproven claims not in the data).
+    pub facts: Vec<Violation>,
+    /// With a model: its probability that the data supports the sentence.
+    pub support: Option<Result<f32, String>>,
+}
+
+impl Grounded {
+    /// Flagged as the pipeline would with the verifier at `verify_above` (None: lexical only).
+    pub fn flagged(&self, verify_above: Option<f32>) -> bool {
+        let lexical = !self.lexical.is_empty()
+            && match (verify_above, &self.support) {
+                (Some(above), Some(Ok(p))) => *p < above,
+                _ => true,
+            };
+        lexical || !self.facts.is_empty()
+    }
+}
+
 pub fn ground_sentence(
     req: &crate::CopyRequest,
     rules: &crate::Rules,
     sentence: &str,
-) -> (Vec<Violation>, Vec<Violation>) {
+    model: Option<&dyn TextModel>,
+) -> Grounded {
     let corpus = crate::validate::Corpus::of(&req.product, rules);
     let ctx = Context {
         corpus: &corpus,
@@ -838,11 +912,12 @@ pub fn ground_sentence(
         brand: req.product.brand.as_deref(),
     };
     let plan = crate::plan::plan(req, rules, &corpus);
-    let grounding = Grounding.check(
+    let lexical = unsupported_sentences(
         sentence,
         &Input {
             ctx: &ctx,
             plan: &plan,
+            model: None,
         },
     );
     let facts = rules
@@ -861,7 +936,12 @@ pub fn ground_sentence(
             )
         })
         .collect();
-    (grounding, facts)
+    let support = model.map(|m| verify::support(m, &plan, sentence).map_err(|e| e.to_string()));
+    Grounded {
+        lexical,
+        facts,
+        support,
+    }
 }
 
 #[cfg(test)]
@@ -893,6 +973,7 @@ mod tests {
                 &Input {
                     ctx: &ctx,
                     plan: &p,
+                    model: None,
                 },
             )
             .into_iter()
@@ -986,6 +1067,83 @@ mod tests {
             run(product, "pdp_description", "zh-CN", invented),
             vec![Rule::Ungrounded]
         );
+    }
+
+    /// Answers every verifier question with a fixed probability of "Yes" (or fails). Its id
+    /// names the answer: verdicts are cached by model id.
+    struct Judge(Option<f32>, String);
+
+    fn judge(p: Option<f32>) -> Judge {
+        Judge(p, format!("judge-{p:?}"))
+    }
+
+    impl TextModel for Judge {
+        fn id(&self) -> &str {
+            &self.1
+        }
+        fn complete(
+            &self,
+            _: &[Vec<shopmind_inference::ChatMessage>],
+            _: &shopmind_inference::GenerateOptions,
+        ) -> crate::Result<Vec<shopmind_inference::Generation>> {
+            Ok(Vec::new())
+        }
+        fn judge(
+            &self,
+            messages: &[shopmind_inference::ChatMessage],
+            options: &[&str],
+        ) -> crate::Result<Vec<f32>> {
+            assert_eq!(options, ["Yes", "No"]);
+            // The question shows the product data and the sentence.
+            let user = &messages[1].content;
+            assert!(user.contains("Title: Merino crew jumper") && user.contains("- colour: navy"));
+            self.0
+                .map(|p| vec![p, 1.0 - p])
+                .ok_or_else(|| crate::CopyError::Model("down".into()))
+        }
+    }
+
+    fn verified(judge: &Judge, text: &str) -> Vec<Violation> {
+        let r: CopyRequest = serde_json::from_value(json!({
+            "product": jumper(), "channel": "pdp_description", "locale": "en"
+        }))
+        .unwrap();
+        let rules = Rules::default();
+        let corpus = Corpus::of(&r.product, &rules);
+        let ctx = Context {
+            corpus: &corpus,
+            channel: r.channel,
+            locale: r.locale,
+            max_chars: r.max_chars(),
+            brand: r.product.brand.as_deref(),
+        };
+        let p = plan(&r, &rules, &corpus);
+        Grounding::verified(0.5).check(
+            text,
+            &Input {
+                ctx: &ctx,
+                plan: &p,
+                model: Some(judge),
+            },
+        )
+    }
+
+    #[test]
+    fn the_verifier_withdraws_findings_it_supports_and_keeps_the_rest() {
+        // A paraphrase the word lists do not know ("cosy" for soft merino).
+        let text = "The Merino crew jumper by Fjell is soft. A cosy layer for cold mornings.";
+        let found = verified(&judge(Some(0.9)), text);
+        assert_eq!(found, vec![], "supported at 0.9 is withdrawn");
+        let found = verified(&judge(Some(0.2)), text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            &text[found[0].start..found[0].end],
+            "A cosy layer for cold mornings."
+        );
+        // No verdict: the lexical finding stands (fail closed).
+        assert_eq!(verified(&judge(None), text).len(), 1);
+        // Below the threshold by a hair still counts as unsupported.
+        assert_eq!(verified(&judge(Some(0.49)), text).len(), 1);
     }
 
     #[test]

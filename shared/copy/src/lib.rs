@@ -14,6 +14,7 @@ pub mod product;
 pub mod prompt;
 pub mod service;
 pub mod validate;
+pub mod verify;
 pub mod writer;
 
 pub use checks::{Check, Checks};

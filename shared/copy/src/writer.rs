@@ -25,6 +25,17 @@ pub trait TextModel: Send + Sync {
         prompts: &[Vec<ChatMessage>],
         opts: &GenerateOptions,
     ) -> Result<Vec<Generation>>;
+
+    /// How likely the model's answer to `messages` starts with each of `options` (each option
+    /// scored by its first token), as probabilities that sum to 1 over the options: the
+    /// grounding check asks the model "is this sentence supported?" this way. A model that
+    /// cannot score answers says so, and the lexical verdict stands.
+    fn judge(&self, _messages: &[ChatMessage], _options: &[&str]) -> Result<Vec<f32>> {
+        Err(CopyError::Model(format!(
+            "{} cannot score answers",
+            self.id()
+        )))
+    }
 }
 
 impl TextModel for shopmind_inference::Generator {
@@ -46,6 +57,33 @@ impl TextModel for shopmind_inference::Generator {
         self.generate(&refs, opts, &mut |_, _| {})
             .map_err(|e| CopyError::Model(e.to_string()))
     }
+
+    fn judge(&self, messages: &[ChatMessage], options: &[&str]) -> Result<Vec<f32>> {
+        let model = |e: shopmind_inference::InferenceError| CopyError::Model(e.to_string());
+        let ids = self
+            .encode(&self.render_chat(messages).map_err(model)?)
+            .map_err(model)?;
+        let logits = self.last_logits(&ids, false).map_err(model)?;
+        let mut scores = Vec::with_capacity(options.len());
+        for option in options {
+            let first = self.encode_text(option).map_err(model)?;
+            let logit = first
+                .first()
+                .and_then(|&t| logits.get(t as usize))
+                .copied()
+                .ok_or_else(|| CopyError::Model(format!("option {option:?} has no token")))?;
+            scores.push(logit);
+        }
+        Ok(softmax(&scores))
+    }
+}
+
+/// Probabilities from logits (shifted by the largest, so large logits do not overflow).
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - top).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +272,8 @@ impl CopyWriter {
                         // Cut mid-sentence by the token or time budget: keep whole sentences.
                         text = whole_sentences(&text);
                     }
-                    let report = check_generated(&text, &ctx, &plan, &self.rules, &self.checks);
+                    let report =
+                        check_generated(&text, &ctx, &plan, &self.rules, &self.checks, model);
                     if report.passed {
                         stats.passed += 1;
                         stats.candidates.push(Candidate {
@@ -257,7 +296,7 @@ impl CopyWriter {
                             .or_default() += 1;
                     }
                     let repaired = repair(&text, &report, &ctx, &|t: &str| {
-                        check_generated(t, &ctx, &plan, &self.rules, &self.checks)
+                        check_generated(t, &ctx, &plan, &self.rules, &self.checks, model)
                     });
                     stats.candidates.push(Candidate {
                         text: text.clone(),
@@ -362,9 +401,17 @@ fn check_generated(
     plan: &Plan,
     rules: &Rules,
     checks: &Checks,
+    model: &dyn TextModel,
 ) -> Report {
     let mut report = rules.check(text, ctx);
-    let found = checks.run(text, &Input { ctx, plan });
+    let found = checks.run(
+        text,
+        &Input {
+            ctx,
+            plan,
+            model: Some(model),
+        },
+    );
     if !found.is_empty() {
         report.violations.extend(found);
         report.violations.sort_by_key(|v| (v.start, v.end));
@@ -626,7 +673,14 @@ mod tests {
         let on_topic = |t: &str, p: &Plan| {
             use crate::checks::Check;
             crate::checks::Topic
-                .check(t, &Input { ctx: &ctx, plan: p })
+                .check(
+                    t,
+                    &Input {
+                        ctx: &ctx,
+                        plan: p,
+                        model: None,
+                    },
+                )
                 .is_empty()
         };
         assert!(on_topic("The hose fitting for every tap.", &p));

@@ -44,8 +44,8 @@ fn grounding_finds_the_labelled_inventions_on_the_development_set() {
             max_chars: None,
             variants: None,
         };
-        let (grounding, facts) = ground_sentence(&req, &rules, &l.sentence);
-        let flagged = !grounding.is_empty() || !facts.is_empty();
+        // Lexical only: the model verifier needs the generator (measured by the CLI).
+        let flagged = ground_sentence(&req, &rules, &l.sentence, None).flagged(None);
         n += 1;
         match (l.invented, flagged) {
             (true, true) => tp += 1,

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use shopmind_copy::jobs::{due, BatchSpec};
-use shopmind_copy::{parse_catalog, ModelProvider, NoModel, Outcome, Source};
+use shopmind_copy::{parse_catalog, ModelProvider, NoModel, Outcome, Source, TextModel};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
 
 use crate::{open_store, progress_bar, CliError};
@@ -166,7 +166,11 @@ pub struct GroundingArgs {
     /// (true when it states something no product field supports), note.
     #[arg(long)]
     labels: PathBuf,
-    /// Print every disagreement.
+    /// Also ask the generator about every sentence (the grounding check's verifier) and
+    /// report the figures at a range of thresholds.
+    #[arg(long)]
+    verify: bool,
+    /// Print every disagreement (at the shipped threshold with --verify).
     #[arg(long)]
     show_errors: bool,
 }
@@ -188,14 +192,21 @@ fn read(path: &PathBuf, what: &'static str) -> Result<String, CliError> {
     })
 }
 
-pub fn grounding(args: GroundingArgs) -> Result<(), CliError> {
+pub async fn grounding(args: GroundingArgs, inference: InferenceConfig) -> Result<(), CliError> {
     let (products, _) = parse_catalog(&read(&args.catalog, "could not read the catalog")?);
     let products: BTreeMap<&str, &shopmind_copy::Product> =
         products.iter().map(|p| (p.id.as_str(), p)).collect();
     let rules = shopmind_copy::Rules::default();
-    // Grounding alone, and grounding with the fact rules (what the pipeline applies).
-    let mut alone = Confusion::default();
-    let mut all = Confusion::default();
+    let model: Option<Arc<dyn TextModel>> = if args.verify {
+        let g = LazyGenerator::new(&inference)
+            .get()
+            .await
+            .map_err(|e| CliError::Copy(format!("the verifier needs the generator: {e}")))?;
+        Some(g)
+    } else {
+        None
+    };
+    let mut labels = Vec::new();
     for (i, line) in read(&args.labels, "could not read the labels")?
         .lines()
         .enumerate()
@@ -203,15 +214,21 @@ pub fn grounding(args: GroundingArgs) -> Result<(), CliError> {
     {
         let label: Label = serde_json::from_str(line)
             .map_err(|e| CliError::Copy(format!("labels line {}: {e}", i + 1)))?;
-        let product = products.get(label.product_id.as_str()).ok_or_else(|| {
-            CliError::Copy(format!(
+        if !products.contains_key(label.product_id.as_str()) {
+            return Err(CliError::Copy(format!(
                 "labels line {}: product {:?} is not in the catalog",
                 i + 1,
                 label.product_id
-            ))
-        })?;
+            )));
+        }
+        labels.push(label);
+    }
+    let started = Instant::now();
+    let mut scored = Vec::with_capacity(labels.len());
+    progress_bar(0, labels.len(), "sentences");
+    for (i, label) in labels.iter().enumerate() {
         let req = shopmind_copy::CopyRequest {
-            product: (*product).clone(),
+            product: products[label.product_id.as_str()].clone(),
             channel: label.channel,
             locale: label.locale,
             tone: None,
@@ -219,29 +236,82 @@ pub fn grounding(args: GroundingArgs) -> Result<(), CliError> {
             max_chars: None,
             variants: None,
         };
-        let (grounding, facts) =
-            shopmind_copy::checks::ground_sentence(&req, &rules, &label.sentence);
-        alone.add(label.invented, !grounding.is_empty());
-        let flagged = !grounding.is_empty() || !facts.is_empty();
-        all.add(label.invented, flagged);
-        if args.show_errors && label.invented != flagged {
-            let why = grounding
-                .iter()
-                .chain(&facts)
-                .map(|v| v.term.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
+        let g =
+            shopmind_copy::checks::ground_sentence(&req, &rules, &label.sentence, model.as_deref());
+        if let Some(Err(e)) = &g.support {
+            return Err(CliError::Copy(format!("the verifier failed: {e}")));
+        }
+        scored.push(g);
+        if model.is_some() {
+            progress_bar(i + 1, labels.len(), "sentences");
+        }
+    }
+    let shipped = model
+        .as_ref()
+        .and(shopmind_copy::checks::Grounding::default().verify_above);
+    // The verifier is off by default: the sweep below is what decides whether to turn it on.
+    if args.show_errors {
+        for (label, g) in labels.iter().zip(&scored) {
+            let flagged = g.flagged(shipped);
+            if label.invented != flagged {
+                let why = g
+                    .lexical
+                    .iter()
+                    .chain(&g.facts)
+                    .map(|v| v.term.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let p = match &g.support {
+                    Some(Ok(p)) => format!(" p(supported) {p:.2}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{} {}: {:?} [{}]{p}",
+                    if flagged { "FP" } else { "FN" },
+                    label.product_id,
+                    label.sentence,
+                    why
+                );
+            }
+        }
+    }
+    let confusion = |flag: &dyn Fn(&shopmind_copy::checks::Grounded) -> bool| {
+        let mut c = Confusion::default();
+        for (label, g) in labels.iter().zip(&scored) {
+            c.add(label.invented, flag(g));
+        }
+        c
+    };
+    println!(
+        "lexical grounding alone:        {}",
+        confusion(&|g| !g.lexical.is_empty())
+    );
+    println!(
+        "lexical grounding + fact rules: {}",
+        confusion(&|g| g.flagged(None))
+    );
+    if model.is_some() {
+        println!(
+            "verifier: {} sentences in {:.0} s",
+            labels.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let p = |g: &shopmind_copy::checks::Grounded| match &g.support {
+            Some(Ok(p)) => *p,
+            _ => 1.0,
+        };
+        for t in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
+            let mark = if shipped == Some(t) { " (shipped)" } else { "" };
             println!(
-                "{} {}: {:?} [{}]",
-                if flagged { "FP" } else { "FN" },
-                label.product_id,
-                label.sentence,
-                why
+                "lexical, withdrawn at p >= {t:.1} + fact rules{mark}: {}",
+                confusion(&|g| g.flagged(Some(t)))
+            );
+            println!(
+                "verifier alone, flagged at p < {t:.1}:             {}",
+                confusion(&|g| p(g) < t)
             );
         }
     }
-    println!("grounding check alone:       {alone}");
-    println!("grounding and the fact rules: {all}");
     Ok(())
 }
 

@@ -226,7 +226,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => helpcentre::eval(args, inference).await,
         Command::Eval {
             what: EvalCommand::Grounding(args),
-        } => copy::grounding(args),
+        } => copy::grounding(args, inference).await,
         Command::Routes => {
             let all = recommend::ROUTES
                 .iter()
