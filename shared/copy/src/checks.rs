@@ -952,7 +952,14 @@ mod tests {
     use crate::validate::{Corpus, Rules};
     use serde_json::json;
 
-    fn run(product: serde_json::Value, channel: &str, locale: &str, text: &str) -> Vec<Rule> {
+    /// Runs `check` on an input built for `product` on `channel` and `locale`.
+    fn checked(
+        product: serde_json::Value,
+        channel: &str,
+        locale: &str,
+        model: Option<&dyn TextModel>,
+        check: impl FnOnce(&Input<'_>) -> Vec<Violation>,
+    ) -> Vec<Violation> {
         let r: CopyRequest = serde_json::from_value(json!({
             "product": product, "channel": channel, "locale": locale
         }))
@@ -967,18 +974,20 @@ mod tests {
             brand: r.product.brand.as_deref(),
         };
         let p = plan(&r, &rules, &corpus);
-        Checks::builtin()
-            .run(
-                text,
-                &Input {
-                    ctx: &ctx,
-                    plan: &p,
-                    model: None,
-                },
-            )
-            .into_iter()
-            .map(|v| v.rule)
-            .collect()
+        check(&Input {
+            ctx: &ctx,
+            plan: &p,
+            model,
+        })
+    }
+
+    fn run(product: serde_json::Value, channel: &str, locale: &str, text: &str) -> Vec<Rule> {
+        checked(product, channel, locale, None, |i| {
+            Checks::builtin().run(text, i)
+        })
+        .into_iter()
+        .map(|v| v.rule)
+        .collect()
     }
 
     fn jumper() -> serde_json::Value {
@@ -1104,28 +1113,9 @@ mod tests {
     }
 
     fn verified(judge: &Judge, text: &str) -> Vec<Violation> {
-        let r: CopyRequest = serde_json::from_value(json!({
-            "product": jumper(), "channel": "pdp_description", "locale": "en"
-        }))
-        .unwrap();
-        let rules = Rules::default();
-        let corpus = Corpus::of(&r.product, &rules);
-        let ctx = Context {
-            corpus: &corpus,
-            channel: r.channel,
-            locale: r.locale,
-            max_chars: r.max_chars(),
-            brand: r.product.brand.as_deref(),
-        };
-        let p = plan(&r, &rules, &corpus);
-        Grounding::verified(0.5).check(
-            text,
-            &Input {
-                ctx: &ctx,
-                plan: &p,
-                model: Some(judge),
-            },
-        )
+        checked(jumper(), "pdp_description", "en", Some(judge), |i| {
+            Grounding::verified(0.5).check(text, i)
+        })
     }
 
     #[test]

@@ -225,7 +225,9 @@ pub async fn grounding(args: GroundingArgs, inference: InferenceConfig) -> Resul
     }
     let started = Instant::now();
     let mut scored = Vec::with_capacity(labels.len());
-    progress_bar(0, labels.len(), "sentences");
+    if model.is_some() {
+        progress_bar(0, labels.len(), "sentences");
+    }
     for (i, label) in labels.iter().enumerate() {
         let req = shopmind_copy::CopyRequest {
             product: products[label.product_id.as_str()].clone(),
