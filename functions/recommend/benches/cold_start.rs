@@ -40,6 +40,7 @@ fn synthetic_index(n: usize) -> ItemIndex {
             brand: Some(format!("brand-{}", i % 97)),
             price: Some((i % 300) as f64),
             in_stock: i % 10 != 0,
+            created_at: None,
         })
         .collect();
     let vectors = (0..n * DIM).map(|_| next()).collect();

@@ -220,6 +220,41 @@ async fn an_unknown_shopper_gets_the_cold_start_path_without_loading_a_model() {
 }
 
 #[tokio::test]
+async fn a_new_shop_with_no_behaviour_yet_still_gives_its_first_shopper_a_list() {
+    // Only the item index: no events, so no signals. This answered `{"items": []}`.
+    let f = Fixture::empty();
+    let meta: Vec<ItemMeta> = parse_catalog(CATALOG)
+        .items
+        .iter()
+        .map(ItemMeta::from)
+        .collect();
+    let vectors: Vec<f32> = (0..meta.len())
+        .flat_map(|i| [i as f32 + 1.0, 1.0])
+        .collect();
+    ItemIndex::new("v1", "m", 2, meta, vectors)
+        .unwrap()
+        .publish(f.store.as_ref(), 1)
+        .await
+        .unwrap();
+    let app = f.app(Duration::from_secs(60));
+    let (status, body) = get(&app, "/v1/users/first-shopper/recommendations?limit=4").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cold_start"], true);
+    // Catalog order, one top-level category at a time; the sold-out dress is skipped.
+    assert_eq!(
+        ids(&body),
+        ["dress-linen", "lamp-desk", "dress-wrap", "lamp-floor"]
+    );
+    for item in body["items"].as_array().unwrap() {
+        assert_eq!(item["reasons"][0]["source"], "catalog", "{item}");
+    }
+    assert_eq!(
+        body["items"][1]["reasons"][0]["text"],
+        "from our Home range"
+    );
+}
+
+#[tokio::test]
 async fn a_known_shopper_gets_bought_together_items_and_filters_apply() {
     let f = Fixture::with_index("v1").await;
     let mut p = Profile::new("u1");

@@ -33,6 +33,10 @@ pub struct CatalogItem {
     /// Short claims the shop stands behind (bullet points), which copy may use as facts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selling_points: Vec<String>,
+    /// When the item was added to the shop: an RFC 3339 time or a `YYYY-MM-DD` date (UTC).
+    /// Orders a new shop's first lists, newest first, until shoppers' behaviour says more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 fn in_stock_default() -> bool {
@@ -68,6 +72,12 @@ impl CatalogItem {
         parts.join(". ")
     }
 
+    /// [`Self::created_at`] as Unix seconds; `None` when absent or unreadable (which
+    /// [`parse_catalog`] reports).
+    pub fn created_unix(&self) -> Option<i64> {
+        self.created_at.as_deref().and_then(unix_seconds)
+    }
+
     fn check(&self) -> Result<(), String> {
         let id = self.item_id.as_str();
         if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
@@ -88,8 +98,29 @@ impl CatalogItem {
                 ));
             }
         }
+        if let Some(t) = &self.created_at {
+            if unix_seconds(t).is_none() {
+                return Err(format!(
+                    "created_at {t:?} must be an RFC 3339 time (2026-03-01T09:00:00Z) or a date (2026-03-01)"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+fn unix_seconds(text: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(t.unix_timestamp());
+    }
+    let mut parts = text.splitn(3, '-');
+    let mut number = || parts.next().filter(|p| p.len() >= 2)?.parse::<u16>().ok();
+    let (year, month, day) = (number()?, number()?, number()?);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::from(year), month, u8::try_from(day).ok()?);
+    Some(date.ok()?.midnight().assume_utc().unix_timestamp())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,12 +175,26 @@ mod tests {
             r#"{"item_id":"d","title":"Hat","colour":"red"}"#,
             "\n",
             r#"{"item_id":"e","title":"Scarf","in_stock":false,"attributes":{"material":"silk"}}"#,
+            "\n",
+            r#"{"item_id":"f","title":"Cap","created_at":"last week"}"#,
+            "\n",
+            r#"{"item_id":"g","title":"Belt","created_at":"2026-03-01"}"#,
+            "\n",
+            r#"{"item_id":"h","title":"Bag","created_at":"2026-03-01T10:00:00+01:00"}"#,
         );
         let parsed = parse_catalog(text);
         let ids: Vec<_> = parsed.items.iter().map(|i| i.item_id.as_str()).collect();
-        assert_eq!(ids, ["a", "e"]);
+        assert_eq!(ids, ["a", "e", "g", "h"]);
         let lines: Vec<_> = parsed.bad.iter().map(|b| b.line).collect();
-        assert_eq!(lines, [3, 4, 5, 6, 7]);
+        assert_eq!(lines, [3, 4, 5, 6, 7, 9]);
+        assert!(parsed.bad[5].reason.contains("created_at"));
+        // 2026-03-01 is day 20513 of the Unix epoch; 10:00+01:00 is 09:00 UTC.
+        assert_eq!(parsed.items[2].created_unix(), Some(20_513 * 86_400));
+        assert_eq!(
+            parsed.items[3].created_unix(),
+            Some(20_513 * 86_400 + 9 * 3600)
+        );
+        assert_eq!(parsed.items[0].created_unix(), None);
         assert!(parsed.bad[2].reason.contains("price"));
         assert!(parsed.bad[3].reason.contains("repeats"));
         assert!(

@@ -49,6 +49,7 @@ fn catalog(n: usize, rng: &mut Rng) -> Snapshot {
             brand: Some(format!("brand-{}", i % 97)),
             price: Some((i % 300) as f64),
             in_stock: i % 10 != 0,
+            created_at: None,
         })
         .collect();
     let vectors: Vec<f32> = (0..n * DIM).map(|_| rng.f32()).collect();

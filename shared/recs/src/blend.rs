@@ -60,6 +60,9 @@ pub enum Source {
     Collaborative,
     Popularity,
     Context,
+    /// The catalog itself, newest first across categories: tops up a list the other sources
+    /// leave short (a new shop, a narrow filter). Never blended, so it has no θ.
+    Catalog,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,12 +103,14 @@ struct Candidate {
     reasons: [Option<Reason>; 4],
 }
 
-fn slot(s: Source) -> usize {
+/// A blended source's place in a candidate's scores; the catalog fill has none.
+fn slot(s: Source) -> Option<usize> {
     match s {
-        Source::Semantic => 0,
-        Source::Collaborative => 1,
-        Source::Popularity => 2,
-        Source::Context => 3,
+        Source::Semantic => Some(0),
+        Source::Collaborative => Some(1),
+        Source::Popularity => Some(2),
+        Source::Context => Some(3),
+        Source::Catalog => None,
     }
 }
 
@@ -125,11 +130,11 @@ struct Pool<'a> {
 
 impl<'a> Pool<'a> {
     fn offer(&mut self, row: usize, source: Source, score: f64, reason: impl FnOnce() -> Reason) {
+        let Some(k) = slot(source) else { return };
         if score <= 0.0 || !score.is_finite() {
             return;
         }
         let c = self.cands.entry(row).or_default();
-        let k = slot(source);
         if score > c.s[k] || c.reasons[k].is_none() {
             c.reasons[k] = Some(reason());
         }
@@ -144,8 +149,8 @@ impl<'a> Pool<'a> {
         best: bool,
         reason: impl FnOnce() -> Reason,
     ) {
+        let Some(k) = slot(source) else { return };
         let c = self.cands.entry(row).or_default();
-        let k = slot(source);
         c.s[k] += score;
         if best || c.reasons[k].is_none() {
             c.reasons[k] = Some(reason());
@@ -280,7 +285,8 @@ fn seed_direction(index: &ItemIndex, seeds: &[(usize, f64, &'static str)]) -> Op
 
 /// "For you": semantic (profile embedding), collaborative (neighbours of recent and purchased
 /// items), popularity (trending in the asked category, else popular), and context. With no
-/// profile this is the cold-start path: popularity and context.
+/// profile this is the cold-start path: popularity and context. Whatever they leave short of
+/// `limit` is topped up from the catalog (newest first, across categories).
 pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Recommendation> {
     let Some(index) = snap.items.as_deref() else {
         return Vec::new();
@@ -444,7 +450,52 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
             });
         }
     }
-    pool.finish(&cfg.theta, cfg.mmr_lambda, req.limit)
+    let mut out = pool.finish(&cfg.theta, cfg.mmr_lambda, req.limit);
+    fill_from_catalog(index, allowed, &mut out, req.limit);
+    out
+}
+
+/// Tops `out` up to `limit` from [`ItemIndex::showcase`] (newest first, one category at a
+/// time), after everything ranked: a shop with no behaviour yet, or a filter that leaves
+/// few candidates, still gets a full list, each item saying it is simply from the range.
+fn fill_from_catalog(
+    index: &ItemIndex,
+    allowed: impl Fn(usize) -> bool,
+    out: &mut Vec<Recommendation>,
+    limit: usize,
+) {
+    if out.len() >= limit {
+        return;
+    }
+    let listed: HashSet<String> = out.iter().map(|r| r.item_id.clone()).collect();
+    for row in index.showcase() {
+        if out.len() >= limit {
+            break;
+        }
+        let Some(meta) = index.meta(row) else {
+            continue;
+        };
+        if !allowed(row) || listed.contains(&meta.item_id) {
+            continue;
+        }
+        let aisle = top_category(&meta.category);
+        let text = match (meta.created_at.is_some(), aisle.is_empty()) {
+            (true, false) => format!("new in {aisle}"),
+            (true, true) => "new in the shop".to_owned(),
+            (false, false) => format!("from our {aisle} range"),
+            (false, true) => "from our range".to_owned(),
+        };
+        out.push(Recommendation {
+            item_id: meta.item_id.clone(),
+            title: meta.title.clone(),
+            score: 0.0,
+            reasons: vec![Reason {
+                source: Source::Catalog,
+                text,
+                item_id: None,
+            }],
+        });
+    }
 }
 
 /// "Similar items": nearest by embedding, blended with the item's co-occurrence neighbours.

@@ -138,6 +138,7 @@ pub fn evaluate(
             brand: None,
             price: None,
             in_stock: true,
+            created_at: None,
         })
         .collect();
     let index = ItemIndex::new(

@@ -26,6 +26,9 @@ pub struct ItemMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<f64>,
     pub in_stock: bool,
+    /// When the item was added (Unix seconds), from the catalog's `created_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
 }
 
 impl From<&CatalogItem> for ItemMeta {
@@ -37,6 +40,7 @@ impl From<&CatalogItem> for ItemMeta {
             brand: c.brand.clone(),
             price: c.price,
             in_stock: c.in_stock,
+            created_at: c.created_unix(),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct ItemIndex {
     /// The same rows in int8 for the first stage of [`Self::nearest`].
     quant: QuantRows,
     rows: HashMap<String, usize>,
+    /// See [`Self::showcase`].
+    showcase: Vec<u32>,
 }
 
 impl ItemIndex {
@@ -94,6 +100,7 @@ impl ItemIndex {
             version: version.to_owned(),
             model: model.to_owned(),
             dim,
+            showcase: showcase_order(&meta),
             meta,
             quant: QuantRows::new(&vectors, dim),
             vectors,
@@ -125,6 +132,12 @@ impl ItemIndex {
     pub fn items(&self) -> &[ItemMeta] {
         &self.meta
     }
+    /// Every row in the order a shop with no behaviour to go on shows its catalog: newest
+    /// first (dated items before undated ones, which keep catalog order), taking one item
+    /// from each top-level category in turn so the first few span the range, not one aisle.
+    pub fn showcase(&self) -> impl Iterator<Item = usize> + '_ {
+        self.showcase.iter().map(|&r| r as usize)
+    }
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.vectors.get(row * self.dim..(row + 1) * self.dim)
     }
@@ -144,6 +157,7 @@ impl ItemIndex {
                     + m.category.len()
                     + m.brand.as_ref().map_or(0, String::len)
                     + std::mem::size_of::<(String, usize)>()
+                    + std::mem::size_of::<u32>()
             })
             .sum();
         self.vectors.len() * 4 + self.quant.memory_bytes() + meta
@@ -282,4 +296,29 @@ fn parse_meta(items: &[u8]) -> Result<Vec<ItemMeta>, String> {
         );
     }
     Ok(meta)
+}
+
+fn showcase_order(meta: &[ItemMeta]) -> Vec<u32> {
+    let mut newest: Vec<usize> = (0..meta.len()).collect();
+    // `None` sorts below every time, so undated items come last; ties keep catalog order.
+    newest.sort_by(|&a, &b| meta[b].created_at.cmp(&meta[a].created_at).then(a.cmp(&b)));
+    let mut aisles: Vec<Vec<u32>> = Vec::new();
+    let mut aisle_of: HashMap<&str, usize> = HashMap::new();
+    for row in newest {
+        let top = crate::cooc::top_category(&meta[row].category);
+        let k = *aisle_of.entry(top).or_insert_with(|| {
+            aisles.push(Vec::new());
+            aisles.len() - 1
+        });
+        // Rows fit u32: an index of 4 billion items is far past what one instance holds.
+        aisles[k].push(row as u32);
+    }
+    let mut order = Vec::with_capacity(meta.len());
+    let mut depth = 0;
+    while !aisles.is_empty() {
+        aisles.retain(|a| a.len() > depth);
+        order.extend(aisles.iter().map(|a| a[depth]));
+        depth += 1;
+    }
+    order
 }

@@ -30,6 +30,7 @@ fn snapshot() -> Snapshot {
             brand: None,
             price: None,
             in_stock: *stock,
+            created_at: None,
         })
         .collect();
     let vectors = rows.iter().flat_map(|r| r.2).collect();
@@ -249,4 +250,98 @@ fn similar_items_exclude_the_item_itself_and_unknown_items_are_none() {
         .expect("bought together");
     assert_eq!(s1.reasons[0].text, "often bought together with 'Title d1'");
     assert!(similar(&snap, "nope", 3, &BlendConfig::default()).is_none());
+}
+
+/// The same catalog as a shop that has just opened: added dates, no behaviour yet.
+fn new_shop() -> Snapshot {
+    let day = |d: i64| Some(20_454 * 86_400 + d * 86_400); // 2026-01-01 + d days
+    let added = [
+        ("d1", day(0)),
+        ("d2", day(59)),
+        ("d3", None),
+        ("d4", day(90)),
+        ("s1", day(31)),
+        ("l1", day(45)),
+        ("l2", None),
+    ];
+    let full = snapshot();
+    let index = full.items.as_deref().unwrap();
+    let meta = index
+        .items()
+        .iter()
+        .zip(added)
+        .map(|(m, (id, at))| {
+            assert_eq!(m.item_id, id);
+            ItemMeta {
+                created_at: at,
+                ..m.clone()
+            }
+        })
+        .collect();
+    let items = ItemIndex::new("v1", "m", 4, meta, index.matrix().to_vec()).unwrap();
+    Snapshot {
+        items: Some(Arc::new(items)),
+        signals: None,
+        signals_version: None,
+    }
+}
+
+#[test]
+fn a_new_shop_shows_its_newest_items_in_stock_across_categories() {
+    let snap = new_shop();
+    let cfg = BlendConfig {
+        mmr_lambda: 1.0,
+        ..BlendConfig::default()
+    };
+    let req = ForYou {
+        limit: 4,
+        ..ForYou::default()
+    };
+    let r = for_you(&snap, &req, &cfg);
+    // Newest: d4 (out of stock), d2, l1, s1, d1, then the undated d3, l2 in catalog order;
+    // taken one top-level category at a time: Women d4, Home l1, Women d2, Home l2, Women s1.
+    assert_eq!(ids(&r), ["l1", "d2", "l2", "s1"]);
+    let why: Vec<_> = r.iter().map(|x| x.reasons[0].text.as_str()).collect();
+    assert_eq!(
+        why,
+        [
+            "new in Home",
+            "new in Women",
+            "from our Home range",
+            "new in Women"
+        ]
+    );
+    assert!(r
+        .iter()
+        .all(|x| x.reasons.len() == 1 && x.reasons[0].source == Source::Catalog));
+
+    let home = ForYou {
+        category: Some("Home"),
+        limit: 5,
+        ..ForYou::default()
+    };
+    assert_eq!(ids(&for_you(&snap, &home, &cfg)), ["l1", "l2"]);
+}
+
+#[test]
+fn a_short_list_is_topped_up_after_the_ranked_items_without_repeats() {
+    let snap = snapshot();
+    let cfg = BlendConfig {
+        mmr_lambda: 1.0,
+        ..BlendConfig::default()
+    };
+    let req = ForYou {
+        limit: 10,
+        ..ForYou::default()
+    };
+    let r = for_you(&snap, &req, &cfg);
+    // Popular and in stock: l1, d2, s1; then the rest of the in-stock range, undated, in
+    // catalog order one category at a time (Women d1, Home l2, Women d3).
+    assert_eq!(ids(&r), ["l1", "d2", "s1", "d1", "l2", "d3"]);
+    assert!(r[..3]
+        .iter()
+        .all(|x| x.reasons[0].source == Source::Popularity && x.score > 0.0));
+    assert!(r[3..]
+        .iter()
+        .all(|x| x.reasons[0].source == Source::Catalog && x.score == 0.0));
 }

@@ -21,6 +21,7 @@ fn meta(id: &str, cat: &str) -> ItemMeta {
         brand: Some("Acme".into()),
         price: Some(12.5),
         in_stock: id != "c",
+        created_at: None,
     }
 }
 
