@@ -187,11 +187,23 @@ fn limit_of(raw: Option<i64>, cfg: &RecommendConfig) -> Result<usize, ApiError> 
     }
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+/// A shopper id follows the rule every route and the forget route share.
+fn check_user_id(id: &str) -> Result<(), ApiError> {
+    if !shopmind_storage::id_ok(id) {
         return Err(ApiError::unprocessable(format!(
-            "{what} must be 1-128 characters without control characters"
+            "user_id must be {}",
+            shopmind_storage::ID_RULE
         )));
+    }
+    Ok(())
+}
+
+/// An item id is the catalog's (which allows `|`); an unknown one is simply 404.
+fn check_item_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "item_id must be 1-128 characters without control characters",
+        ));
     }
     Ok(())
 }
@@ -249,7 +261,7 @@ async fn for_user(
     Path(user_id): Path<String>,
     Query(q): Query<ForUserQuery>,
 ) -> Result<axum::Json<RecommendResponse>, ApiError> {
-    check_id("user_id", &user_id)?;
+    check_user_id(&user_id)?;
     let limit = limit_of(q.limit, &state.config)?;
     let context = q
         .context
@@ -308,7 +320,7 @@ async fn similar_items(
     Path(item_id): Path<String>,
     Query(q): Query<SimilarQuery>,
 ) -> Result<axum::Json<RecommendResponse>, ApiError> {
-    check_id("item_id", &item_id)?;
+    check_item_id(&item_id)?;
     let limit = limit_of(q.limit, &state.config)?;
     let snap = snapshot(&state).await?;
     let items = similar(&snap, &item_id, limit, &state.config.blend)

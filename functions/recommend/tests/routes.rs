@@ -322,6 +322,9 @@ async fn bad_limits_and_unknown_parameters_are_422() {
         "/v1/users/u1/recommendations?limit=ten",
         "/v1/users/u1/recommendations?limt=5",
         "/v1/items/sandal/similar?limit=-1",
+        // A shopper id the forget route would refuse is refused here too.
+        "/v1/users/forget-me%7Cx/recommendations",
+        "/v1/users/u%011/recommendations",
     ] {
         let (status, body) = get(&app, uri).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");

@@ -383,9 +383,10 @@ fn check_user(user_id: Option<&str>) -> Result<(), ApiError> {
         Some(u) if u.starts_with(ANONYMOUS) => Err(ApiError::unprocessable(format!(
             "user_id must not start with {ANONYMOUS:?}"
         ))),
-        Some(u) if u.is_empty() || u.len() > 128 || u.chars().any(char::is_control) => Err(
-            ApiError::unprocessable("user_id must be 1-128 characters without control characters"),
-        ),
+        Some(u) if !shopmind_storage::id_ok(u) => Err(ApiError::unprocessable(format!(
+            "user_id must be {}",
+            shopmind_storage::ID_RULE
+        ))),
         _ => Ok(()),
     }
 }
@@ -395,8 +396,21 @@ fn storage(e: StorageError) -> ApiError {
         StorageError::Conflict(m) => ApiError::conflict(format!(
             "too many messages at the same moment: {m}; send it again"
         )),
+        // Ids are checked before they reach the store; should one slip through, it is the
+        // caller's mistake, not an outage to page anyone about.
+        StorageError::InvalidKey(m) => ApiError::unprocessable(m),
+        StorageError::TooLarge { what, bytes, limit } => {
+            ApiError::payload_too_large(format!("{what} is {bytes} bytes; the limit is {limit}"))
+        }
         other => ApiError::unavailable("the conversation store", other),
     }
+}
+
+/// Whether `id` has the exact shape [`new_conversation_id`] makes.
+fn conversation_id_ok(id: &str) -> bool {
+    id.strip_prefix("c_").is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -451,7 +465,7 @@ async fn owned(
     user_id: Option<&str>,
 ) -> Result<ConversationMeta, ApiError> {
     let missing = || ApiError::not_found(format!("conversation {id} not found"));
-    if id.len() > 64 || !id.starts_with("c_") {
+    if !conversation_id_ok(id) {
         return Err(missing());
     }
     let meta = state

@@ -442,6 +442,36 @@ async fn bad_input_unknown_and_foreign_conversations_are_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = call(&app, "GET", "/v1/support/conversations/../../etc", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Ids of any other shape never reach the store: a control character was a 503 that paged
+    // the on-call; upper-case hex and a short id are simply not conversations.
+    for bad in [
+        "c_x%01",
+        "c_0000000000000000000000000000000%00",
+        "c_ABCDEF00000000000000000000000000",
+        "c_00",
+    ] {
+        let (status, v) = call(
+            &app,
+            "GET",
+            &format!("/v1/support/conversations/{bad}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {v}");
+        let (status, v) = say(&app, bad, "hi", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {v}");
+    }
+    // The forget route's rule for a shopper id is support's too: an id it would refuse
+    // (so the conversation could never be forgotten) is refused here.
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/v1/support/conversations",
+        Some(json!({"user_id": "forget-me|x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains('|'), "{v}");
     // Bodies: unknown fields and wrong types are 422, broken JSON 400.
     let (status, _) = call(
         &app,

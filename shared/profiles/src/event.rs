@@ -75,9 +75,7 @@ pub struct ValidEvent {
     pub profile_id: String,
 }
 
-pub(crate) fn id_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c.is_control() || c == '|')
-}
+pub(crate) use shopmind_storage::{id_ok, ID_RULE};
 
 impl BehaviourEvent {
     /// Parses and validates one event; each problem gets its own message.
@@ -90,9 +88,7 @@ impl BehaviourEvent {
     pub fn validate(self) -> Result<ValidEvent, ProfileError> {
         let bad = |m: String| Err(ProfileError::InvalidEvent(m));
         if !id_ok(&self.event_id) {
-            return bad(
-                "event_id must be 1–128 characters without control characters or '|'".into(),
-            );
+            return bad(format!("event_id must be {ID_RULE}"));
         }
         for (name, v) in [
             ("user_id", &self.user_id),
@@ -102,9 +98,7 @@ impl BehaviourEvent {
         ] {
             if let Some(v) = v {
                 if !id_ok(v) {
-                    return bad(format!(
-                        "{name} must be 1–128 characters without control characters or '|'"
-                    ));
+                    return bad(format!("{name} must be {ID_RULE}"));
                 }
             }
         }

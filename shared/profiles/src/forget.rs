@@ -28,9 +28,10 @@ pub async fn forget_shopper(
 ) -> Result<Forgotten, ProfileError> {
     // The event contract's rule: an id that no event can carry has nothing to remove.
     if !crate::event::id_ok(user_id) {
-        return Err(ProfileError::InvalidEvent(
-            "user_id must be 1–128 characters without control characters or '|'".into(),
-        ));
+        return Err(ProfileError::InvalidEvent(format!(
+            "user_id must be {}",
+            shopmind_storage::ID_RULE
+        )));
     }
     // Idempotency first: if a later step fails, a retry still finds the rest.
     let prefix = idempotency_key(user_id, "");
