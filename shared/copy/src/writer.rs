@@ -267,7 +267,7 @@ impl CopyWriter {
                     if g.finish == FinishReason::TimeBudget {
                         stats.cut = true;
                     }
-                    let mut text = clean(&g.text, req.channel);
+                    let mut text = tidy_prices(&clean(&g.text, req.channel), req.product.price);
                     if !finished {
                         // Cut mid-sentence by the token or time budget: keep whole sentences.
                         text = whole_sentences(&text);
@@ -437,6 +437,31 @@ pub fn clean(raw: &str, channel: Channel) -> String {
         text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     }
     text
+}
+
+/// The price written as the product data gives it when the model wrote the same value its
+/// own way ("costs 59.0", "59,00"): no claim changes, and copy reads as the shop writes.
+fn tidy_prices(text: &str, price: Option<f64>) -> String {
+    #[allow(clippy::expect_used)] // a constant pattern, covered by the tests below
+    static NUMBER: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\d+(?:[.,]\d+)*").expect("number"));
+    let Some(price) = price.filter(|p| p.is_finite()) else {
+        return text.to_owned();
+    };
+    let canonical = crate::validate::format_price(price);
+    let whole = (price.fract() == 0.0).then(|| format!("{price:.0}"));
+    NUMBER
+        .replace_all(text, |c: &regex::Captures<'_>| {
+            let written = &c[0];
+            let value = written.replacen(',', ".", 1).parse::<f64>().ok();
+            let same = value.is_some_and(|v| (v - price).abs() < 1e-9);
+            if same && written != canonical && Some(written) != whole.as_deref() {
+                canonical.clone()
+            } else {
+                written.to_owned()
+            }
+        })
+        .into_owned()
 }
 
 /// Byte ranges of the sentences in `text` (., !, ?, 。, ！, ？, ； or a line end closes one).
@@ -688,6 +713,21 @@ mod tests {
         assert!(!on_topic("Something new for you.", &p));
         assert!(!on_topic("Your product is perfect!", &p));
         assert!(!on_topic("I'm thrilled to present this hose fitting!", &p));
+    }
+
+    #[test]
+    fn prices_the_model_wrote_its_own_way_are_written_as_the_data_gives_them() {
+        let t = |text: &str, price: f64| tidy_prices(text, Some(price));
+        assert_eq!(t("costs 59.0 today", 59.0), "costs 59.00 today");
+        assert_eq!(t("nur 59,00 EUR", 59.0), "nur 59.00 EUR");
+        assert_eq!(t("now 19.9!", 19.9), "now 19.90!");
+        // The data's own forms, other numbers and other prices stay as written.
+        assert_eq!(t("59 or 59.00", 59.0), "59 or 59.00");
+        assert_eq!(
+            t("159.0 and 5.90 and 2 pairs", 59.0),
+            "159.0 and 5.90 and 2 pairs"
+        );
+        assert_eq!(tidy_prices("costs 59.0", None), "costs 59.0");
     }
 
     #[test]
