@@ -187,27 +187,6 @@ fn limit_of(raw: Option<i64>, cfg: &RecommendConfig) -> Result<usize, ApiError> 
     }
 }
 
-/// A shopper id follows the rule every route and the forget route share.
-fn check_user_id(id: &str) -> Result<(), ApiError> {
-    if !shopmind_storage::id_ok(id) {
-        return Err(ApiError::unprocessable(format!(
-            "user_id must be {}",
-            shopmind_storage::ID_RULE
-        )));
-    }
-    Ok(())
-}
-
-/// An item id is the catalog's (which allows `|`); an unknown one is simply 404.
-fn check_item_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "item_id must be 1-128 characters without control characters",
-        ));
-    }
-    Ok(())
-}
-
 async fn snapshot(state: &RecommendState) -> Result<Arc<shopmind_recs::Snapshot>, ApiError> {
     let snap = state
         .indexes
@@ -261,7 +240,8 @@ async fn for_user(
     Path(user_id): Path<String>,
     Query(q): Query<ForUserQuery>,
 ) -> Result<axum::Json<RecommendResponse>, ApiError> {
-    check_user_id(&user_id)?;
+    // The rule every route and the forget route share.
+    shopmind_storage::check_id("user_id", &user_id).map_err(ApiError::unprocessable)?;
     let limit = limit_of(q.limit, &state.config)?;
     let context = q
         .context
@@ -320,7 +300,8 @@ async fn similar_items(
     Path(item_id): Path<String>,
     Query(q): Query<SimilarQuery>,
 ) -> Result<axum::Json<RecommendResponse>, ApiError> {
-    check_item_id(&item_id)?;
+    // The catalog's own rule (which allows `|`); an unknown item is simply 404.
+    shopmind_recs::check_item_id(&item_id).map_err(ApiError::unprocessable)?;
     let limit = limit_of(q.limit, &state.config)?;
     let snap = snapshot(&state).await?;
     let items = similar(&snap, &item_id, limit, &state.config.blend)

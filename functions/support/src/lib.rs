@@ -383,11 +383,8 @@ fn check_user(user_id: Option<&str>) -> Result<(), ApiError> {
         Some(u) if u.starts_with(ANONYMOUS) => Err(ApiError::unprocessable(format!(
             "user_id must not start with {ANONYMOUS:?}"
         ))),
-        Some(u) if !shopmind_storage::id_ok(u) => Err(ApiError::unprocessable(format!(
-            "user_id must be {}",
-            shopmind_storage::ID_RULE
-        ))),
-        _ => Ok(()),
+        Some(u) => shopmind_storage::check_id("user_id", u).map_err(ApiError::unprocessable),
+        None => Ok(()),
     }
 }
 

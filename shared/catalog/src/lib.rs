@@ -79,10 +79,7 @@ impl CatalogItem {
     }
 
     fn check(&self) -> Result<(), String> {
-        let id = self.item_id.as_str();
-        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-            return Err("item_id must be 1-128 characters without control characters".into());
-        }
+        check_item_id(&self.item_id)?;
         if self.title.trim().is_empty() {
             return Err("title is empty".into());
         }
@@ -107,6 +104,14 @@ impl CatalogItem {
         }
         Ok(())
     }
+}
+
+/// The contract's rule for an `item_id`, for readers that take one from elsewhere (a URL).
+pub fn check_item_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err("item_id must be 1-128 characters without control characters".into());
+    }
+    Ok(())
 }
 
 fn unix_seconds(text: &str) -> Option<i64> {

@@ -75,8 +75,6 @@ pub struct ValidEvent {
     pub profile_id: String,
 }
 
-pub(crate) use shopmind_storage::{id_ok, ID_RULE};
-
 impl BehaviourEvent {
     /// Parses and validates one event; each problem gets its own message.
     pub fn parse(body: &str) -> Result<ValidEvent, ProfileError> {
@@ -87,8 +85,8 @@ impl BehaviourEvent {
 
     pub fn validate(self) -> Result<ValidEvent, ProfileError> {
         let bad = |m: String| Err(ProfileError::InvalidEvent(m));
-        if !id_ok(&self.event_id) {
-            return bad(format!("event_id must be {ID_RULE}"));
+        if let Err(m) = shopmind_storage::check_id("event_id", &self.event_id) {
+            return bad(m);
         }
         for (name, v) in [
             ("user_id", &self.user_id),
@@ -97,8 +95,8 @@ impl BehaviourEvent {
             ("session_id", &self.session_id),
         ] {
             if let Some(v) = v {
-                if !id_ok(v) {
-                    return bad(format!("{name} must be {ID_RULE}"));
+                if let Err(m) = shopmind_storage::check_id(name, v) {
+                    return bad(m);
                 }
             }
         }

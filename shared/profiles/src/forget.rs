@@ -27,12 +27,7 @@ pub async fn forget_shopper(
     user_id: &str,
 ) -> Result<Forgotten, ProfileError> {
     // The event contract's rule: an id that no event can carry has nothing to remove.
-    if !crate::event::id_ok(user_id) {
-        return Err(ProfileError::InvalidEvent(format!(
-            "user_id must be {}",
-            shopmind_storage::ID_RULE
-        )));
-    }
+    shopmind_storage::check_id("user_id", user_id).map_err(ProfileError::InvalidEvent)?;
     // Idempotency first: if a later step fails, a retry still finds the rest.
     let prefix = idempotency_key(user_id, "");
     let idempotency_records = idempotency.delete_idempotency_prefix(&prefix).await?;

@@ -55,8 +55,9 @@ pub struct ItemIndex {
     /// The same rows in int8 for the first stage of [`Self::nearest`].
     quant: QuantRows,
     rows: HashMap<String, usize>,
-    /// See [`Self::showcase`].
-    showcase: Vec<u32>,
+    /// See [`Self::showcase`]; built on the first list that needs it, not at load, since
+    /// only a shop without enough behaviour (or a narrow filter) ever reads it.
+    showcase: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl ItemIndex {
@@ -100,7 +101,7 @@ impl ItemIndex {
             version: version.to_owned(),
             model: model.to_owned(),
             dim,
-            showcase: showcase_order(&meta),
+            showcase: std::sync::OnceLock::new(),
             meta,
             quant: QuantRows::new(&vectors, dim),
             vectors,
@@ -136,7 +137,10 @@ impl ItemIndex {
     /// first (dated items before undated ones, which keep catalog order), taking one item
     /// from each top-level category in turn so the first few span the range, not one aisle.
     pub fn showcase(&self) -> impl Iterator<Item = usize> + '_ {
-        self.showcase.iter().map(|&r| r as usize)
+        self.showcase
+            .get_or_init(|| showcase_order(&self.meta))
+            .iter()
+            .map(|&r| r as usize)
     }
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.vectors.get(row * self.dim..(row + 1) * self.dim)

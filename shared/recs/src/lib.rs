@@ -22,5 +22,5 @@ pub use index::{ItemIndex, ItemMeta};
 pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
-pub use shopmind_catalog::{parse_catalog, BadLine, CatalogItem, ParsedCatalog};
+pub use shopmind_catalog::{check_item_id, parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};

@@ -123,15 +123,18 @@ pub enum ClaimOutcome {
     Existing(IdempotencyRecord),
 }
 
-/// What [`id_ok`] accepts, as an error message says it.
-pub const ID_RULE: &str = "1–128 bytes of UTF-8 without control characters or '|'";
-
-/// The one rule for an id a caller sends (a shopper, an event, an item, a product) wherever
-/// it arrives — events, support, recommend, the forget route: 1–128 bytes, no control
-/// characters (they break logs and some keys) and no `|` (it joins the parts of composite
-/// keys, e.g. idempotency records). An id one route accepts, every other route accepts too.
-pub fn id_ok(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && !id.chars().any(|c| c.is_control() || c == '|')
+/// The one rule for the ids a behaviour event carries (event, shopper, session, item) and for
+/// a shopper id wherever else it arrives (support, recommend, the forget route): 1–128 bytes,
+/// no control characters (they break logs and some keys) and no `|` (it joins the parts of
+/// composite keys, e.g. idempotency records). A shopper id one route accepts, every other
+/// route accepts too. The error names the field (`name`) and says the rule.
+pub fn check_id(name: &str, id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c == '|') {
+        return Err(format!(
+            "{name} must be 1–128 bytes of UTF-8 without control characters or '|'"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_key_part(part: &str) -> Result<()> {
