@@ -209,6 +209,11 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
         // 1.5 GB model loading in the background would only slow the other functions here.
         ("SHOPMIND_SUPPORT_GENERATE", "off".into()),
         ("SHOPMIND_COPY_QUEUE_URL", queue_url.clone()),
+        // The sample events carry shopper tokens signed with this (events/README.md).
+        (
+            "SHOPMIND_SHOPPER_HMAC_SECRET",
+            "sample-events-shop-secret-not-for-production".into(),
+        ),
         (
             "SHOPMIND_CATALOG_KEY",
             "catalog/winter sale(2026).jsonl".into(),

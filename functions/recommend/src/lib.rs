@@ -5,18 +5,22 @@
 //!
 //! No model is needed at request time unless `context` is given; then the encoder loads on
 //! first use. An unknown shopper takes the cold-start path (popular + context), never a 404.
+//! The list is personal only when the call carries the shopper's own token
+//! (`Authorization: Bearer`); without one it is the cold-start list; another shopper's
+//! token is 403.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use shopmind_inference::LazyEncoder;
 use shopmind_profiles::Profile;
 use shopmind_recs::{for_you, similar, BlendConfig, ForYou, LiveIndexes, Recommendation, Theta};
-use shopmind_runtime::{ApiError, Query};
+use shopmind_runtime::{ApiError, Query, Shopper, ShopperAuth};
 use shopmind_storage::ProfileStore;
 
 pub const FUNCTION: &str = "recommend";
@@ -126,6 +130,8 @@ pub struct RecommendState {
     pub indexes: Arc<LiveIndexes>,
     pub encoder: Arc<LazyEncoder>,
     pub config: Arc<RecommendConfig>,
+    /// Verifies shopper tokens: a personal list needs the shopper's own.
+    pub shoppers: Arc<ShopperAuth>,
 }
 
 /// Every route this function serves (method, path), as the router builds them; checked
@@ -136,10 +142,12 @@ pub const ROUTES: [(&str, &str); 2] = [
 ];
 
 pub fn router(state: RecommendState) -> Router {
-    Router::new()
+    let shoppers = state.shoppers.clone();
+    let routes = Router::new()
         .route(ROUTES[0].1, get(for_user))
         .route(ROUTES[1].1, get(similar_items))
-        .with_state(state)
+        .with_state(state);
+    shopmind_runtime::shopper_identity(routes, shoppers)
 }
 
 fn default_true() -> bool {
@@ -169,9 +177,13 @@ pub struct RecommendResponse {
     pub items: Vec<Recommendation>,
     /// The item index version the answer came from.
     pub index_version: String,
-    /// True when the shopper has no profile yet (popular + context only).
+    /// True when the list comes from no profile: the shopper has none yet, or the call
+    /// carried no token of theirs (popular + context only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<bool>,
+    /// Whether the list used the shopper's history: only with the shopper's own token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personalised: Option<bool>,
 }
 
 const MAX_CONTEXT_CHARS: usize = 500;
@@ -237,11 +249,26 @@ async fn embed_context(
 
 async fn for_user(
     State(state): State<RecommendState>,
+    shopper: Option<Extension<Shopper>>,
     Path(user_id): Path<String>,
     Query(q): Query<ForUserQuery>,
 ) -> Result<axum::Json<RecommendResponse>, ApiError> {
     // The rule every route and the forget route share.
     shopmind_storage::check_id("user_id", &user_id).map_err(ApiError::unprocessable)?;
+    // History reasons ("similar to X you bought") would tell anyone who knows a user id what
+    // that shopper bought: a personal list needs the shopper's own token; without one the
+    // list is the one a new shopper gets.
+    let personal = match &shopper {
+        Some(Extension(s)) if s.id == user_id => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "the token is for another shopper",
+            ))
+        }
+        None => false,
+    };
     let limit = limit_of(q.limit, &state.config)?;
     let context = q
         .context
@@ -256,14 +283,17 @@ async fn for_user(
         }
     }
     let snap = snapshot(&state).await?;
-    let profile: Option<Profile> = match state.profiles.get_profile(&user_id).await {
-        Ok(Some(v)) => Some(
-            serde_json::from_value(v.value)
-                .map_err(|e| ApiError::internal(format!("stored profile is unreadable: {e}")))?,
-        ),
-        Ok(None) => None,
-        Err(e) => return Err(ApiError::unavailable("the profile store", e)),
-    };
+    let profile: Option<Profile> =
+        match personal {
+            false => None,
+            true => match state.profiles.get_profile(&user_id).await {
+                Ok(Some(v)) => Some(serde_json::from_value(v.value).map_err(|e| {
+                    ApiError::internal(format!("stored profile is unreadable: {e}"))
+                })?),
+                Ok(None) => None,
+                Err(e) => return Err(ApiError::unavailable("the profile store", e)),
+            },
+        };
     let context_vec = match context {
         Some(c) => Some(embed_context(&state, c, snap.items.as_deref().map(|i| i.dim())).await?),
         None => None,
@@ -292,6 +322,7 @@ async fn for_user(
             .map(|i| i.version().to_owned())
             .unwrap_or_default(),
         cold_start: Some(profile.is_none()),
+        personalised: Some(personal),
     }))
 }
 
@@ -314,5 +345,6 @@ async fn similar_items(
             .map(|i| i.version().to_owned())
             .unwrap_or_default(),
         cold_start: None,
+        personalised: None,
     }))
 }

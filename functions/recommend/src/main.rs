@@ -6,7 +6,9 @@ use std::sync::Arc;
 use recommend::{router, RecommendConfig, RecommendState, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
 use shopmind_recs::LiveIndexes;
-use shopmind_runtime::{finish_router, run_on_lambda, RuntimeConfig, DEFAULT_BODY_LIMIT};
+use shopmind_runtime::{
+    finish_router, run_on_lambda, RuntimeConfig, ShopperAuth, DEFAULT_BODY_LIMIT,
+};
 use shopmind_storage::aws::AwsStore;
 
 #[tokio::main]
@@ -20,6 +22,8 @@ async fn main() -> Result<(), lambda_runtime_error::Error> {
         indexes: Arc::new(LiveIndexes::new(store, config.refresh)),
         encoder: Arc::new(LazyEncoder::new(InferenceConfig::from_env()?)),
         config: Arc::new(config),
+        // Shopper tokens are checked against keys read once, here.
+        shoppers: Arc::new(ShopperAuth::from_env()?),
     };
     let app = finish_router(router(state), DEFAULT_BODY_LIMIT);
     run_on_lambda(FUNCTION, &runtime, app).await?;

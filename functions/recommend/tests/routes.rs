@@ -129,15 +129,41 @@ impl Fixture {
             indexes: Arc::new(LiveIndexes::new(self.store.clone(), refresh)),
             encoder: self.encoder.clone(),
             config: Arc::new(config),
+            shoppers: Arc::new(shoppers()),
         };
         shopmind_runtime::finish_router(router(state), 64 * 1024)
     }
 }
 
+const SHOP_SECRET: &[u8] = b"test-shop-secret-test-shop-secret";
+
+fn shoppers() -> shopmind_runtime::ShopperAuth {
+    shopmind_runtime::ShopperAuth::default().with_shop_secret(SHOP_SECRET)
+}
+
+fn token(user: &str) -> String {
+    shoppers()
+        .issue_shopper(user, shopmind_storage::now_secs(), Duration::from_secs(600))
+        .unwrap()
+}
+
+/// A GET as the storefront makes it: a shopper's own list with that shopper's token.
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let user = uri
+        .strip_prefix("/v1/users/")
+        .and_then(|rest| rest.split('/').next())
+        .map(token);
+    get_as(app, uri, user.as_deref()).await
+}
+
+async fn get_as(app: &axum::Router, uri: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::get(uri);
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
     let resp = app
         .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
     let status = resp.status();
@@ -359,4 +385,70 @@ async fn a_new_index_version_is_served_without_a_restart() {
     f.publish("v2").await;
     let (_, body) = get(&app, "/v1/items/sandal/similar").await;
     assert_eq!(body["index_version"], "v2");
+}
+
+/// Issue 21 finding 1: anyone who knew a user id could read that shopper's list, whose
+/// reasons ("similar to … you bought") tell their history. Only their own token does now.
+#[tokio::test]
+async fn a_personal_list_needs_the_shoppers_own_token() {
+    let f = Fixture::with_index("v1").await;
+    let bought = Profile {
+        purchased: vec![SeenItem {
+            item_id: "dress-linen".into(),
+            at: 1_795_845_600,
+        }],
+        ..Profile::default()
+    };
+    f.store
+        .put_profile("u1", &serde_json::to_value(&bought).unwrap(), None)
+        .await
+        .unwrap();
+    let app = f.app(Duration::ZERO);
+    let uri = "/v1/users/u1/recommendations?limit=5";
+    // A reason that points at, or names, the item u1 bought.
+    let history = |v: &Value| {
+        v["items"].as_array().into_iter().flatten().any(|item| {
+            item["reasons"].as_array().into_iter().flatten().any(|r| {
+                r["item"] == "dress-linen"
+                    || r["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("Linen summer dress")
+            })
+        })
+    };
+    let (status, own) = get_as(&app, uri, Some(&token("u1"))).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(
+        (own["personalised"].clone(), own["cold_start"].clone()),
+        (json!(true), json!(false))
+    );
+    assert!(history(&own), "the owner's list uses their purchase: {own}");
+    // No token: the list a new shopper gets, with nothing from u1's history.
+    let (status, anon) = get_as(&app, uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{anon}");
+    assert_eq!(
+        (anon["personalised"].clone(), anon["cold_start"].clone()),
+        (json!(false), json!(true))
+    );
+    assert!(!history(&anon), "{anon}");
+    // Another shopper's genuine token: 403; a forged or expired one: 401.
+    let (status, v) = get_as(&app, uri, Some(&token("u2"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    let forged = shopmind_runtime::ShopperAuth::default()
+        .with_shop_secret(b"not-the-shop-secret-not-the-shop")
+        .issue_shopper("u1", shopmind_storage::now_secs(), Duration::from_secs(600))
+        .unwrap();
+    let expired = shoppers()
+        .issue_shopper(
+            "u1",
+            shopmind_storage::now_secs() - 7200,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    for bad in [forged, expired] {
+        let (status, v) = get_as(&app, uri, Some(&bad)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(!history(&v), "{v}");
+    }
 }

@@ -127,6 +127,7 @@ async fn run(full: bool) {
         encoder,
         generator: None,
         config: Arc::new(config),
+        shoppers: Arc::new(shopmind_runtime::ShopperAuth::default()),
     });
     let post = |uri: String, body: Value| {
         Request::builder()

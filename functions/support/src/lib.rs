@@ -1,13 +1,16 @@
 //! The support function's HTTP surface:
 //!
-//! - `POST /v1/support/conversations` `{user_id?}` → 201 `{conversation_id, expires_at}`
-//! - `POST /v1/support/conversations/{id}/messages` `{text, user_id?, locale?}` → the reply
+//! - `POST /v1/support/conversations` → 201 `{conversation_id, expires_at, guest_token?}`
+//! - `POST /v1/support/conversations/{id}/messages` `{text, locale?}` → the reply
 //!   with citations, intent, sentiment, entities and the escalation decision
-//! - `GET /v1/support/conversations/{id}?user_id=` → the stored turns
+//! - `GET /v1/support/conversations/{id}` → the stored turns
 //!
-//! A conversation id is 128 random bits. A conversation created with a `user_id` answers only
-//! to that id (anything else is 404, the same as an unknown conversation, so ids cannot be
-//! probed); one created without answers to whoever holds its id. Text is masked (emails,
+//! The shopper is whoever the `Authorization: Bearer` token names (see
+//! `shopmind_identity`), never a field of the request. A conversation belongs to the
+//! shopper who created it: a signed-in shopper, or a guest whose token the create call
+//! issued. Anyone else gets 404, the same as for an unknown conversation, so ids cannot be
+//! probed. Only where guest sessions are off does a conversation created without a token
+//! answer to whoever holds its id (128 random bits). Text is masked (emails,
 //! phones, card numbers) before it is stored or logged, and the log never holds it in full.
 
 use std::path::PathBuf;
@@ -20,6 +23,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -27,7 +31,7 @@ use shopmind_artifacts::Live;
 use shopmind_inference::{
     FinishReason, GenerateOptions, Generator, LazyEncoder, LazyGenerator, ModelRef, ModelSource,
 };
-use shopmind_runtime::{ApiError, Json, Query};
+use shopmind_runtime::{ApiError, Json, Query, Shopper, ShopperAuth};
 use shopmind_storage::{
     append_turn_at_end, BlobStore, ConversationMeta, ConversationStore, StorageError, Turn,
 };
@@ -59,6 +63,7 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_TTL_DAYS` (conversations expire) | 30 |
 /// | `SHOPMIND_SUPPORT_HISTORY_TURNS` (turns read for follow-ups and repeats) | 12 |
 /// | `SHOPMIND_SUPPORT_MAX_TURNS` (a longer conversation must start anew) | 200 |
+/// | `SHOPMIND_SUPPORT_MESSAGES_PER_MINUTE` (more in one conversation are 429) | 12 |
 /// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | the encoder manifest's `calibration.not_found_similarity`, else 0.35 |
 /// | `SHOPMIND_SUPPORT_LEXICAL_WEIGHT` (weight of BM25, relative to the query's best, beside the cosine) | 0.1 |
 /// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.999 |
@@ -75,6 +80,9 @@ pub struct SupportConfig {
     pub ttl: Duration,
     pub history_turns: usize,
     pub max_turns: usize,
+    /// Shopper messages one conversation takes in any 60 s; each costs encoder (and maybe
+    /// generator) time.
+    pub messages_per_minute: usize,
     pub sentiment_model: ModelRef,
     pub refresh: Duration,
     pub generate: GenerateAnswers,
@@ -187,6 +195,8 @@ impl SupportConfig {
             ),
             history_turns: num("SHOPMIND_SUPPORT_HISTORY_TURNS", 12.0, 0.0, 1000.0)? as usize,
             max_turns: num("SHOPMIND_SUPPORT_MAX_TURNS", 200.0, 2.0, 10_000.0)? as usize,
+            messages_per_minute: num("SHOPMIND_SUPPORT_MESSAGES_PER_MINUTE", 12.0, 1.0, 10_000.0)?
+                as usize,
             sentiment_model,
             refresh: Duration::from_secs_f64(num(
                 "SHOPMIND_INDEX_REFRESH_SECS",
@@ -298,6 +308,8 @@ pub struct SupportState {
     /// answers are extractive.
     pub generator: Option<Arc<LazyGenerator>>,
     pub config: Arc<SupportConfig>,
+    /// Verifies shopper tokens and issues guest ones.
+    pub shoppers: Arc<ShopperAuth>,
 }
 
 /// Where a streamed reply's generated text goes as it is written.
@@ -359,11 +371,13 @@ pub const ROUTES: [(&str, &str); 3] = [
 ];
 
 pub fn router(state: SupportState) -> Router {
-    Router::new()
+    let shoppers = state.shoppers.clone();
+    let routes = Router::new()
         .route(ROUTES[0].1, post(create_conversation))
         .route(ROUTES[1].1, get(read_conversation))
         .route(ROUTES[2].1, post(post_message))
-        .with_state(state)
+        .with_state(state);
+    shopmind_runtime::shopper_identity(routes, shoppers)
 }
 
 fn new_conversation_id() -> Result<String, ApiError> {
@@ -378,13 +392,32 @@ const APPEND_ATTEMPTS: u32 = 8;
 /// The owner of a conversation created without a `user_id` is this prefix + its own id.
 const ANONYMOUS: &str = "anon:";
 
-fn check_user(user_id: Option<&str>) -> Result<(), ApiError> {
+/// A `user_id` in the request is what let anyone act as anyone; the shopper now comes from
+/// the token only, and a request still sending one is told how to migrate.
+fn refuse_user_field(user_id: Option<&str>) -> Result<(), ApiError> {
     match user_id {
-        Some(u) if u.starts_with(ANONYMOUS) => Err(ApiError::unprocessable(format!(
-            "user_id must not start with {ANONYMOUS:?}"
-        ))),
-        Some(u) => shopmind_storage::check_id("user_id", u).map_err(ApiError::unprocessable),
         None => Ok(()),
+        Some(_) => Err(ApiError::unprocessable(
+            "user_id is no longer taken from the request: send the shopper's token as \
+             `Authorization: Bearer <token>` (README: Shopper identity)",
+        )),
+    }
+}
+
+/// The verified shopper's id, checked by the rule every route and the forget route share.
+fn shopper_id(shopper: &Option<Extension<Shopper>>) -> Result<Option<&str>, ApiError> {
+    match shopper {
+        None => Ok(None),
+        Some(Extension(s)) => {
+            shopmind_storage::check_id("the token's subject", &s.id)
+                .map_err(ApiError::unprocessable)?;
+            if s.id.starts_with(ANONYMOUS) {
+                return Err(ApiError::unprocessable(format!(
+                    "the token's subject must not start with {ANONYMOUS:?}"
+                )));
+            }
+            Ok(Some(s.id.as_str()))
+        }
     }
 }
 
@@ -419,10 +452,16 @@ struct CreateBody {
 /// The body is optional (`{}` or nothing for an anonymous conversation).
 async fn create_conversation(
     State(state): State<SupportState>,
+    shopper: Option<Extension<Shopper>>,
+    headers: axum::http::HeaderMap,
     raw: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let body: CreateBody = if raw.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
+    } else if !shopmind_runtime::is_json_content_type(&headers) {
+        // The router refuses such bodies already when it sees a length; behind API Gateway a
+        // request may arrive without one.
+        return Err(ApiError::unsupported_media_type());
     } else {
         serde_json::from_slice(&raw).map_err(|e| {
             if e.is_data() {
@@ -432,14 +471,24 @@ async fn create_conversation(
             }
         })?
     };
-    check_user(body.user_id.as_deref())?;
+    refuse_user_field(body.user_id.as_deref())?;
     let now = shopmind_storage::now_secs();
     let id = new_conversation_id()?;
+    // A signed-in shopper owns it; otherwise a new guest does, whose token goes back with
+    // the answer; only with guest sessions off is it open to whoever holds the id.
+    let (owner, guest) = match shopper_id(&shopper)? {
+        Some(user) => (user.to_owned(), None),
+        None if state.shoppers.guest_sessions() => {
+            let (token, guest) = state
+                .shoppers
+                .issue_guest(now)
+                .map_err(ApiError::internal)?;
+            (guest.id.clone(), Some((token, guest)))
+        }
+        None => (format!("{ANONYMOUS}{id}"), None),
+    };
     let meta = ConversationMeta {
-        owner: body
-            .user_id
-            .clone()
-            .unwrap_or_else(|| format!("{ANONYMOUS}{id}")),
+        owner,
         id,
         created_at: now,
         expires_at: now + state.config.ttl.as_secs() as i64,
@@ -449,13 +498,37 @@ async fn create_conversation(
         .create_conversation(&meta)
         .await
         .map_err(storage)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "conversation_id": meta.id, "expires_at": meta.expires_at })),
-    ))
+    let mut answer = json!({ "conversation_id": meta.id, "expires_at": meta.expires_at });
+    if let Some((token, guest)) = guest {
+        answer["guest_token"] = json!(token);
+        answer["guest_expires_at"] = json!(guest.expires_at);
+    }
+    Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
-/// The conversation, if it exists and `user_id` may use it; otherwise 404 either way.
+/// Refuses a message when the conversation already took `per_minute` shopper messages in the
+/// last 60 s (the turns carry their time), saying when the next one is welcome.
+fn check_rate(turns: &[Turn], per_minute: usize, now: i64) -> Result<(), ApiError> {
+    let mut recent: Vec<i64> = turns
+        .iter()
+        .filter(|t| t.body["role"] == "user")
+        .filter_map(|t| t.body["at"].as_i64())
+        .filter(|at| *at > now - 60)
+        .collect();
+    if recent.len() < per_minute {
+        return Ok(());
+    }
+    recent.sort_unstable();
+    // The oldest message that counts ages out first.
+    let wait = recent[recent.len() - per_minute] + 60 - now;
+    Err(ApiError::too_many_requests(format!(
+        "this conversation took {per_minute} messages in the last minute; send the next in {} s",
+        wait.max(1)
+    )))
+}
+
+/// The conversation, if it exists and the shopper `user_id` (from the token) may use it;
+/// otherwise 404 either way.
 async fn owned(
     state: &SupportState,
     id: &str,
@@ -502,10 +575,12 @@ struct ReadQuery {
 
 async fn read_conversation(
     State(state): State<SupportState>,
+    shopper: Option<Extension<Shopper>>,
     Path(id): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let meta = owned(&state, &id, q.user_id.as_deref()).await?;
+    refuse_user_field(q.user_id.as_deref())?;
+    let meta = owned(&state, &id, shopper_id(&shopper)?).await?;
     let turns: Vec<Value> = all_turns(&state, &id)
         .await?
         .into_iter()
@@ -559,7 +634,12 @@ struct Accepted {
     generator: Option<Arc<Generator>>,
 }
 
-async fn accept(state: &SupportState, id: String, body: MessageBody) -> Result<Accepted, ApiError> {
+async fn accept(
+    state: &SupportState,
+    shopper: Option<&str>,
+    id: String,
+    body: MessageBody,
+) -> Result<Accepted, ApiError> {
     let cfg = &state.config;
     let text = body.text.trim();
     if text.is_empty() {
@@ -572,9 +652,14 @@ async fn accept(state: &SupportState, id: String, body: MessageBody) -> Result<A
             cfg.max_chars
         )));
     }
-    check_user(body.user_id.as_deref())?;
-    let meta = owned(state, &id, body.user_id.as_deref()).await?;
+    refuse_user_field(body.user_id.as_deref())?;
+    let meta = owned(state, &id, shopper).await?;
     let turns = all_turns(state, &id).await?;
+    check_rate(
+        &turns,
+        cfg.messages_per_minute,
+        shopmind_storage::now_secs(),
+    )?;
     if turns.len() + 2 > cfg.max_turns {
         return Err(ApiError::unprocessable(format!(
             "this conversation has {} turns, the most one may hold; start a new one",
@@ -814,11 +899,12 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
 /// being finished and stored.
 async fn post_message(
     State(state): State<SupportState>,
+    shopper: Option<Extension<Shopper>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<MessageBody>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept(&state, id, body).await?;
+    let accepted = accept(&state, shopper_id(&shopper)?, id, body).await?;
     if !wants_event_stream(&headers) {
         return Ok(axum::Json(answer(&state, accepted, None).await?).into_response());
     }
@@ -861,6 +947,37 @@ fn sse(name: &'static str, data: &Value) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn turn(role: &str, at: i64) -> Turn {
+        Turn {
+            seq: 0,
+            body: json!({ "role": role, "at": at }),
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_conversation_takes_so_many_messages_a_minute() {
+        let now = 10_000;
+        // Three shopper messages in the last minute (the assistant's turns do not count; one
+        // 61 s ago no longer does).
+        let turns = [
+            turn("user", now - 61),
+            turn("user", now - 50),
+            turn("assistant", now - 50),
+            turn("user", now - 20),
+            turn("user", now - 5),
+            turn("assistant", now - 5),
+        ];
+        assert!(check_rate(&turns, 4, now).is_ok());
+        let e = check_rate(&turns, 3, now).unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        // The one from 50 s ago ages out in 10 s.
+        assert!(e.message.contains("in 10 s"), "{}", e.message);
+        let e = check_rate(&turns, 2, now).unwrap_err();
+        assert!(e.message.contains("in 40 s"), "{}", e.message);
+        assert!(check_rate(&[], 1, now).is_ok());
+    }
 
     fn config(generate: Option<&str>) -> Result<SupportConfig, SupportFnError> {
         SupportConfig::from_lookup(|k| {

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use shopmind_inference::{InferenceConfig, LazyEncoder, LazyGenerator, ModelSource};
-use shopmind_runtime::{finish_router, run_on_lambda, RuntimeConfig, DEFAULT_BODY_LIMIT};
+use shopmind_runtime::{
+    finish_router, run_on_lambda, RuntimeConfig, ShopperAuth, DEFAULT_BODY_LIMIT,
+};
 use shopmind_storage::aws::AwsStore;
 use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState, FUNCTION};
 
@@ -28,6 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .then(|| Arc::new(LazyGenerator::new(&inference))),
         encoder: Arc::new(LazyEncoder::new(inference)),
         config: Arc::new(config),
+        // Shopper tokens are checked against keys read once, here.
+        shoppers: Arc::new(ShopperAuth::from_env()?),
     };
     // The generator (1.5 GB) loads while the environment runs — init, then invocations —
     // and answers are extractive until it is ready; provisioned concurrency loads it ahead.

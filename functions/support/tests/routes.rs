@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
+use shopmind_runtime::ShopperAuth;
 use shopmind_storage::embedded::EmbeddedStore;
 use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState};
 use tower::ServiceExt;
@@ -57,10 +58,35 @@ async fn loaded_generator() -> Arc<shopmind_inference::LazyGenerator> {
 }
 
 /// The router over `store` as it is (whatever was indexed into it).
+/// The shop's HS256 secret in these tests; `token` signs as the shop's backend would.
+const SHOP_SECRET: &[u8] = b"test-shop-secret-test-shop-secret";
+const SESSION_SECRET: &[u8] = b"test-session-secret-test-session";
+
+/// Shop tokens verified; guest sessions off unless a test turns them on, so a conversation
+/// created without a token answers to whoever holds its id.
+fn shoppers() -> ShopperAuth {
+    ShopperAuth::default().with_shop_secret(SHOP_SECRET)
+}
+
+fn token(user: &str) -> String {
+    shoppers()
+        .issue_shopper(user, shopmind_storage::now_secs(), Duration::from_secs(600))
+        .unwrap()
+}
+
 fn app_on(
     store: Arc<EmbeddedStore>,
     encoder: Arc<LazyEncoder>,
     generator: Option<Arc<shopmind_inference::LazyGenerator>>,
+) -> axum::Router {
+    app_on_with(store, encoder, generator, shoppers())
+}
+
+fn app_on_with(
+    store: Arc<EmbeddedStore>,
+    encoder: Arc<LazyEncoder>,
+    generator: Option<Arc<shopmind_inference::LazyGenerator>>,
+    shoppers: ShopperAuth,
 ) -> axum::Router {
     let generate = generator.is_some();
     let models = models_dir().to_string_lossy().into_owned();
@@ -82,6 +108,7 @@ fn app_on(
         encoder,
         generator,
         config: Arc::new(config),
+        shoppers: Arc::new(shoppers),
     };
     assert!(matches!(
         state.config.sentiment_model,
@@ -130,7 +157,21 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    call_as(app, method, uri, body, None).await
+}
+
+/// `call` with `Authorization: Bearer <bearer>`.
+async fn call_as(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
     let body = match body {
         Some(b) => {
             req = req.header("content-type", "application/json");
@@ -147,25 +188,44 @@ async fn call(
     )
 }
 
+/// A new conversation, created by `user` (with their token) or by no one in particular.
 async fn conversation(app: &axum::Router, user: Option<&str>) -> String {
-    let body = user.map(|u| json!({ "user_id": u }));
-    let (status, v) = call(app, "POST", "/v1/support/conversations", body).await;
+    let bearer = user.map(token);
+    let (status, v) = call_as(
+        app,
+        "POST",
+        "/v1/support/conversations",
+        None,
+        bearer.as_deref(),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let id = v["conversation_id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("c_") && id.len() == 34, "{id}");
     id
 }
 
+/// A message from `user` (with their token), or from whoever holds the id.
 async fn say(app: &axum::Router, id: &str, text: &str, user: Option<&str>) -> (StatusCode, Value) {
-    let mut body = json!({ "text": text });
-    if let Some(u) = user {
-        body["user_id"] = json!(u);
-    }
-    call(
+    let bearer = user.map(token);
+    call_as(
         app,
         "POST",
         &format!("/v1/support/conversations/{id}/messages"),
-        Some(body),
+        Some(json!({ "text": text })),
+        bearer.as_deref(),
+    )
+    .await
+}
+
+/// The stored conversation as `user` reads it.
+async fn read_as(app: &axum::Router, id: &str, user: &str) -> (StatusCode, Value) {
+    call_as(
+        app,
+        "GET",
+        &format!("/v1/support/conversations/{id}"),
+        None,
+        Some(&token(user)),
     )
     .await
 }
@@ -210,13 +270,7 @@ async fn answers_from_the_knowledge_base_with_citations_and_keeps_the_turns() {
     );
 
     // The stored turns: masked text, roles, citations.
-    let (status, c) = call(
-        &app,
-        "GET",
-        &format!("/v1/support/conversations/{id}?user_id=u-1"),
-        None,
-    )
-    .await;
+    let (status, c) = read_as(&app, &id, "u-1").await;
     assert_eq!(status, StatusCode::OK);
     let turns = c["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 4);
@@ -249,15 +303,15 @@ async fn a_locale_without_articles_is_answered_from_the_others() {
         let app = app.clone();
         let id = id.clone();
         async move {
-            call(
+            call_as(
                 &app,
                 "POST",
                 &format!("/v1/support/conversations/{id}/messages"),
                 Some(json!({
                     "text": "How many days do I have to return a dress?",
-                    "user_id": "u-3",
                     "locale": locale,
                 })),
+                Some(&token("u-3")),
             )
             .await
         }
@@ -286,13 +340,7 @@ async fn two_messages_at_the_same_moment_are_both_answered_and_kept() {
     );
     assert_eq!(a.0, StatusCode::OK, "{}", a.1);
     assert_eq!(b.0, StatusCode::OK, "{}", b.1);
-    let (_, c) = call(
-        &app,
-        "GET",
-        &format!("/v1/support/conversations/{id}?user_id=u-2"),
-        None,
-    )
-    .await;
+    let (_, c) = read_as(&app, &id, "u-2").await;
     let turns = c["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 4, "{c}");
     let users: Vec<&str> = turns
@@ -432,13 +480,7 @@ async fn bad_input_unknown_and_foreign_conversations_are_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = say(&app, &id, "hi", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(
-        &app,
-        "GET",
-        &format!("/v1/support/conversations/{id}?user_id=u-2"),
-        None,
-    )
-    .await;
+    let (status, _) = read_as(&app, &id, "u-2").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = call(&app, "GET", "/v1/support/conversations/../../etc", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -461,13 +503,14 @@ async fn bad_input_unknown_and_foreign_conversations_are_refused() {
         let (status, v) = say(&app, bad, "hi", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {v}");
     }
-    // The forget route's rule for a shopper id is support's too: an id it would refuse
-    // (so the conversation could never be forgotten) is refused here.
-    let (status, v) = call(
+    // The forget route's rule for a shopper id is support's too: a token subject it would
+    // refuse (so the conversation could never be forgotten) is refused here.
+    let (status, v) = call_as(
         &app,
         "POST",
         "/v1/support/conversations",
-        Some(json!({"user_id": "forget-me|x"})),
+        None,
+        Some(&token("forget-me|x")),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -500,13 +543,7 @@ async fn bad_input_unknown_and_foreign_conversations_are_refused() {
         StatusCode::BAD_REQUEST
     );
     // Nothing was stored by the refused requests.
-    let (_, c) = call(
-        &app,
-        "GET",
-        &format!("/v1/support/conversations/{id}?user_id=u-1"),
-        None,
-    )
-    .await;
+    let (_, c) = read_as(&app, &id, "u-1").await;
     assert_eq!(c["turns"], json!([]));
 }
 
@@ -760,4 +797,170 @@ async fn an_extractive_stream_is_the_reply_alone_and_a_dropped_stream_still_stor
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(turns, 2, "the exchange of a dropped stream was not stored");
+}
+
+/// Issue 21 finding 1: a conversation id plus a user id (which appear in public URLs) used to
+/// read and write another shopper's conversation. The shopper is now the token's subject.
+#[tokio::test]
+async fn a_shopper_is_whoever_their_token_says_and_no_one_else() {
+    let (app, _dir) = app().await;
+    let id = conversation(&app, Some("u-1")).await;
+    assert_eq!(
+        say(&app, &id, "How long does delivery take?", Some("u-1"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let path = format!("/v1/support/conversations/{id}");
+    let messages = format!("{path}/messages");
+    // Saying who you are is no longer enough, and is refused with the way to migrate.
+    for (method, uri, body) in [
+        ("GET", format!("{path}?user_id=u-1"), None),
+        (
+            "POST",
+            messages.clone(),
+            Some(json!({"text": "hi", "user_id": "u-1"})),
+        ),
+        (
+            "POST",
+            "/v1/support/conversations".to_owned(),
+            Some(json!({"user_id": "u-1"})),
+        ),
+    ] {
+        let (status, v) = call(&app, method, &uri, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization"),
+            "{v}"
+        );
+    }
+    // Another shopper's genuine token: the same 404 as an unknown conversation.
+    assert_eq!(read_as(&app, &id, "u-2").await.0, StatusCode::NOT_FOUND);
+    // A token signed with another key, an expired one, and a malformed header: 401.
+    let forged = ShopperAuth::default()
+        .with_shop_secret(b"not-the-shop-secret-not-the-shop")
+        .issue_shopper(
+            "u-1",
+            shopmind_storage::now_secs(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let expired = shoppers()
+        .issue_shopper(
+            "u-1",
+            shopmind_storage::now_secs() - 3600,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    for bad in [forged.as_str(), expired.as_str(), "not-a-token"] {
+        let (status, v) = call_as(&app, "GET", &path, None, Some(bad)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(v["error"]["code"], "unauthorized");
+    }
+    let (status, v) = call_as(&app, "GET", &path, None, Some("x")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    // The owner still reads it, with the lower-case scheme too.
+    let req = Request::get(&path)
+        .header("authorization", format!("bearer {}", token("u-1")))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_guest_gets_a_token_with_the_conversation_and_only_that_token_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let encoder = Arc::new(LazyEncoder::new(shopmind_e2e::local_inference()));
+    shopmind_e2e::seed_sample_kb(store.as_ref(), encoder.get().await.unwrap(), None).await;
+    let app = app_on_with(
+        store,
+        encoder,
+        None,
+        shoppers().with_session_secret(SESSION_SECRET),
+    );
+    let (status, created) = call(&app, "POST", "/v1/support/conversations", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["conversation_id"].as_str().unwrap();
+    let guest = created["guest_token"].as_str().unwrap();
+    assert!(created["guest_expires_at"].as_i64().unwrap() > shopmind_storage::now_secs());
+    let messages = format!("/v1/support/conversations/{id}/messages");
+    let body = || Some(json!({"text": "How long does delivery take?"}));
+    // Holding the id is not enough once guests have tokens; nor is another guest's token.
+    assert_eq!(
+        call(&app, "POST", &messages, body()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, other) = call(&app, "POST", "/v1/support/conversations", None).await;
+    let other = other["guest_token"].as_str().unwrap();
+    assert_eq!(
+        call_as(&app, "POST", &messages, body(), Some(other))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, r) = call_as(&app, "POST", &messages, body(), Some(guest)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (status, c) = call_as(
+        &app,
+        "GET",
+        &format!("/v1/support/conversations/{id}"),
+        None,
+        Some(guest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(c["turns"].as_array().unwrap().len(), 2);
+    // A signed-in shopper gets no guest token: the conversation is theirs.
+    let (_, mine) = call_as(
+        &app,
+        "POST",
+        "/v1/support/conversations",
+        None,
+        Some(&token("u-9")),
+    )
+    .await;
+    assert!(mine.get("guest_token").is_none(), "{mine}");
+}
+
+#[tokio::test]
+async fn a_conversation_flooded_with_messages_is_told_to_wait() {
+    let (app, _dir) = app().await;
+    let id = conversation(&app, None).await;
+    // The default allowance: 12 shopper messages in any minute.
+    for n in 1..=12 {
+        let (status, r) = say(
+            &app,
+            &id,
+            &format!("Question {n}: how long does delivery take?"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "message {n}: {r}");
+    }
+    let (status, r) = say(&app, &id, "And one more?", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{r}");
+    assert_eq!(r["error"]["code"], "rate_limited");
+    // Nothing of the refused message was kept; another conversation is unaffected.
+    let (_, c) = call(
+        &app,
+        "GET",
+        &format!("/v1/support/conversations/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(c["turns"].as_array().unwrap().len(), 24);
+    let other = conversation(&app, None).await;
+    assert_eq!(
+        say(&app, &other, "How long does delivery take?", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
 }

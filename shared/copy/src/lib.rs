@@ -9,6 +9,7 @@ pub mod compose;
 pub mod draft;
 mod error;
 pub mod jobs;
+pub mod markup;
 pub mod plan;
 pub mod product;
 pub mod prompt;

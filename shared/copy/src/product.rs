@@ -280,6 +280,7 @@ impl CopyRequest {
         if p.title.trim().is_empty() {
             return Err(CopyError::Invalid("product.title must not be empty".into()));
         }
+        check_plain(self)?;
         short("product.title", &p.title, MAX_FIELD_CHARS)?;
         short("product.category", &p.category, MAX_FIELD_CHARS)?;
         short("product.brand", p.brand.as_deref().unwrap_or(""), 100)?;
@@ -381,6 +382,36 @@ pub fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Copy is plain text, so product data holding markup (a title `<img onerror=…> Mug`) is
+/// refused rather than carried into a draft for a web page or an e-mail.
+fn check_plain(req: &CopyRequest) -> Result<()> {
+    let p = &req.product;
+    let refuse = |name: &str, v: &str| -> Result<()> {
+        match crate::markup::find_markup(v) {
+            Some(m) => Err(CopyError::Invalid(format!(
+                "{name} holds markup ({}); product data must be plain text",
+                m.chars().take(40).collect::<String>()
+            ))),
+            None => Ok(()),
+        }
+    };
+    refuse("product.title", &p.title)?;
+    refuse("product.category", &p.category)?;
+    refuse("product.brand", p.brand.as_deref().unwrap_or(""))?;
+    for s in &p.selling_points {
+        refuse("a selling point", s)?;
+    }
+    for (k, v) in &p.attributes {
+        refuse("a product.attributes name", k)?;
+        refuse(&format!("product.attributes.{k}"), &value_text(v))?;
+    }
+    refuse("tone", req.tone.as_deref().unwrap_or(""))?;
+    if let Some(a) = &req.audience {
+        refuse("audience", &a.describe())?;
+    }
+    Ok(())
+}
+
 fn check_attribute(key: &str, v: &Value, depth: usize) -> Result<()> {
     match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => Ok(()),
@@ -473,6 +504,51 @@ mod tests {
         assert!(request(v).unwrap_err().to_string().contains("zh-CN"));
         assert!(Channel::parse("push").is_ok());
         assert!(Channel::parse("Push").is_err());
+    }
+
+    #[test]
+    fn product_data_holding_markup_is_refused_naming_the_field() {
+        // Issue 21 finding 5: this title gave a passing draft holding the tag.
+        for (path, value, field) in [
+            (
+                "/product/title",
+                json!("<img src=x onerror=alert(1)> Mug"),
+                "product.title",
+            ),
+            (
+                "/product/category",
+                json!("Kitchen<script>"),
+                "product.category",
+            ),
+            (
+                "/product/attributes/material",
+                json!("<b>brass</b>"),
+                "product.attributes.material",
+            ),
+            (
+                "/product/selling_points",
+                json!(["javascript:alert(1)"]),
+                "a selling point",
+            ),
+            ("/tone", json!("warm &amp; bright"), "tone"),
+        ] {
+            let mut v = base();
+            *v.pointer_mut(path.rsplit_once('/').unwrap().0)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .entry(path.rsplit_once('/').unwrap().1)
+                .or_insert(Value::Null) = value;
+            let e = request(v).unwrap().check().unwrap_err();
+            assert!(
+                matches!(&e, CopyError::Invalid(m) if m.starts_with(field) && m.contains("markup")),
+                "{path}: {e}"
+            );
+        }
+        // Angle brackets and ampersands in plain text pass.
+        let mut v = base();
+        v["product"]["title"] = json!("Salt & Pepper grinder for pots < 20 cm");
+        assert!(request(v).unwrap().check().is_ok());
     }
 
     #[test]

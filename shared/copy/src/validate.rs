@@ -32,6 +32,9 @@ pub enum Rule {
     Placeholder,
     /// A link, e-mail address or handle: none comes from the product data.
     ContactOrLink,
+    /// HTML or script (a tag, an entity, `javascript:`): copy is plain text, and consumers
+    /// put it into web pages and e-mails.
+    Markup,
     /// A number (with or without unit) that is not in the product's data.
     UnsupportedNumber,
     /// A material the product is not made of.
@@ -903,6 +906,11 @@ impl Rules {
         }
         for (re, rule, what) in [
             (&*PLACEHOLDER, Rule::Placeholder, "unfilled placeholder"),
+            (
+                &*crate::markup::MARKUP,
+                Rule::Markup,
+                "markup (copy is plain text)",
+            ),
             (&*CONTACT, Rule::ContactOrLink, "link or contact detail"),
         ] {
             for m in re.find_iter(text) {
@@ -1317,6 +1325,48 @@ mod tests {
         }
         // Citation-like numbers in brackets are not placeholders.
         assert!(!PLACEHOLDER.is_match("see [1]"));
+    }
+
+    #[test]
+    fn markup_in_written_text_is_refused() {
+        // Generated, composed and edited text all go through this check (issue 21 finding 5:
+        // a reviewer's edit starting with `<script>` was accepted).
+        let rules = Rules::default();
+        let p = product(json!({"material": "copper"}));
+        for (text, term) in [
+            (
+                "<script>alert(1)</script> Acme Garden hose fitting fits standard taps.",
+                "<script>",
+            ),
+            (
+                "The Acme Garden hose fitting <b>fits standard taps</b>.",
+                "<b>",
+            ),
+            (
+                "Acme Garden hose fitting &nbsp; fits standard taps.",
+                "&nbsp;",
+            ),
+        ] {
+            let r = check(&rules, &p, Locale::En, Channel::SocialPost, text);
+            assert!(!r.passed, "{text}");
+            assert!(
+                rules_of(&r).contains(&(Rule::Markup, term.to_owned())),
+                "{text}: {:?}",
+                r.violations
+            );
+        }
+        let r = check(
+            &rules,
+            &p,
+            Locale::En,
+            Channel::SocialPost,
+            "Acme Garden hose fitting: fits standard taps, for hoses < 20 mm.",
+        );
+        assert!(
+            !rules_of(&r).iter().any(|(r, _)| *r == Rule::Markup),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]

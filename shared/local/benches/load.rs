@@ -50,7 +50,8 @@ fn post(uri: String, body: impl Into<Bytes>, token: Option<&str>) -> Request<Ful
 const ITEMS: [&str; 3] = ["dress-linen", "dress-wrap", "dress-knit"];
 
 /// Conversations made before the run; message `i` goes to conversation `i % len`.
-static CONVERSATIONS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+/// Each with the guest token its create call issued.
+static CONVERSATIONS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
 const QUESTIONS: [&str; 3] = [
     "How many days do I have to return a dress?",
@@ -92,13 +93,11 @@ fn kinds() -> Vec<(Kind, usize)> {
                 abuse: false,
                 build: |a, i| {
                     let ids = CONVERSATIONS.get().unwrap();
+                    let (id, guest) = &ids[i % ids.len()];
                     post(
-                        format!(
-                            "http://{a}/v1/support/conversations/{}/messages",
-                            ids[i % ids.len()]
-                        ),
+                        format!("http://{a}/v1/support/conversations/{id}/messages"),
                         format!(r#"{{"text": "{}"}}"#, QUESTIONS[i % QUESTIONS.len()]),
-                        None,
+                        Some(guest),
                     )
                 },
             },
@@ -261,7 +260,10 @@ fn main() {
                 .unwrap();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            ids.push(v["conversation_id"].as_str().unwrap().to_owned());
+            ids.push((
+                v["conversation_id"].as_str().unwrap().to_owned(),
+                v["guest_token"].as_str().unwrap().to_owned(),
+            ));
         }
         CONVERSATIONS.set(ids).unwrap();
         let tasks: Vec<_> = (0..clients)

@@ -107,6 +107,8 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
         generator,
         staff: shopmind_runtime::StaffAuth::local(Some("eval-run-no-staff-routes-used"))
             .map_err(CliError::Copy)?,
+        // No guest sessions: each question's conversation answers to its id alone.
+        shoppers: Arc::new(shopmind_runtime::ShopperAuth::default()),
     });
 
     // One warm-up question so the first timed one does not pay for loading the models.

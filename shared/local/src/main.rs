@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod copy;
+#[cfg(test)]
+mod fuzz_routes;
 mod generate;
 mod helpcentre;
 use shopmind_embed_api::{EmbedLimits, EmbedState};
@@ -155,6 +157,8 @@ enum CliError {
     EmbedApi(#[from] shopmind_embed_api::EmbedApiError),
     #[error(transparent)]
     Runtime(#[from] shopmind_runtime::RuntimeError),
+    #[error("shopper identity: {0}")]
+    Identity(#[from] shopmind_runtime::IdentityError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -583,6 +587,7 @@ struct AppParts {
     /// One generator for copy and support answers, loaded on first use.
     generator: Arc<shopmind_inference::LazyGenerator>,
     staff: shopmind_runtime::StaffAuth,
+    shoppers: Arc<shopmind_runtime::ShopperAuth>,
 }
 
 fn app(parts: AppParts) -> axum::Router {
@@ -596,6 +601,7 @@ fn app(parts: AppParts) -> axum::Router {
         copy_cfg,
         generator,
         staff,
+        shoppers,
     } = parts;
     let models: Arc<dyn shopmind_copy::ModelProvider> = if copy_cfg.generator {
         generator.clone()
@@ -619,6 +625,7 @@ fn app(parts: AppParts) -> axum::Router {
         indexes: Arc::new(shopmind_recs::LiveIndexes::new(store.clone(), recs.refresh)),
         encoder: encoder.clone(),
         config: Arc::new(recs),
+        shoppers: shoppers.clone(),
     });
     let support = support::router(support::SupportState {
         conversations: store.clone(),
@@ -634,6 +641,7 @@ fn app(parts: AppParts) -> axum::Router {
             .generates(generator.model())
             .then_some(generator),
         config: Arc::new(support_cfg),
+        shoppers,
     });
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
         .merge(recommend)
@@ -702,6 +710,39 @@ async fn seed_demo(
     Ok(())
 }
 
+/// Shopper identity for the local server: the configured keys, and for what is not
+/// configured, keys made for this run: a guest session secret always (so conversations work
+/// out of the box), and with `--demo` a shop secret and a token for `demo-shopper`.
+fn local_shopper_auth(
+    demo: bool,
+) -> Result<(shopmind_runtime::ShopperAuth, Option<String>), CliError> {
+    let random = || -> Result<Vec<u8>, CliError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| CliError::Support(e.to_string()))?;
+        Ok(hex::encode(bytes).into_bytes())
+    };
+    let mut auth = shopmind_runtime::ShopperAuth::from_env()?;
+    if !auth.guest_sessions() {
+        auth = auth.with_session_secret(&random()?);
+    }
+    let mut token = None;
+    if demo && !auth.verifies_shoppers() {
+        auth = auth.with_shop_secret(&random()?);
+        let now = shopmind_storage::now_secs();
+        token = Some(auth.issue_shopper(
+            "demo-shopper",
+            now,
+            std::time::Duration::from_secs(86_400),
+        )?);
+    } else if !auth.verifies_shoppers() {
+        tracing::warn!(
+            "no shopper keys configured (SHOPMIND_SHOPPER_HMAC_SECRET or SHOPMIND_SHOPPER_JWKS): \
+             recommendations are not personal and conversations are guests' only"
+        );
+    }
+    Ok((auth, token))
+}
+
 async fn serve(
     addr: SocketAddr,
     data_dir: PathBuf,
@@ -711,6 +752,7 @@ async fn serve(
     // The embedded store; opening it now checks the data dir is usable before the server
     // says it is up.
     let store = Arc::new(open_store(&data_dir)?);
+    let limits = shopmind_runtime::ServeLimits::from_env()?;
     let model_cache_dir = inference.model_cache_dir.clone();
     let copy_cfg = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
@@ -726,6 +768,7 @@ async fn serve(
     };
     let staff = shopmind_runtime::StaffAuth::local(configured.as_deref().or(generated.as_deref()))
         .map_err(CliError::Copy)?;
+    let (shoppers, demo_shopper) = local_shopper_auth(demo)?;
     let encoder = Arc::new(LazyEncoder::new(inference));
     if demo {
         // Load the model before answering, so the first demo request is fast and a missing
@@ -755,8 +798,15 @@ async fn serve(
             }
             None => "$SHOPMIND_STAFF_TOKEN".into(),
         };
+        let shopper = match &demo_shopper {
+            Some(t) => {
+                println!("shopper token for `demo-shopper` this run (24 h): {t}");
+                t.clone()
+            }
+            None => "<a token your shop signed for demo-shopper>".into(),
+        };
         println!(
-            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed'\n  id=$(curl -s -XPOST http://{local}/v1/support/conversations | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed' \\\n       -H 'authorization: Bearer {shopper}'\n  r=$(curl -s -XPOST http://{local}/v1/support/conversations); echo \"$r\"\n  id=$(echo \"$r\" | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/'); guest=$(echo \"$r\" | sed 's/.*\"guest_token\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
         );
     }
     let support_cfg =
@@ -776,7 +826,8 @@ async fn serve(
         copy_cfg,
         generator,
         staff,
+        shoppers: Arc::new(shoppers),
     });
-    shopmind_runtime::serve_local(app, listener).await?;
+    shopmind_runtime::serve_local(app, listener, limits).await?;
     Ok(())
 }

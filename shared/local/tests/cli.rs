@@ -148,11 +148,23 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
         .and_then(|r| r.split('"').next())
         .unwrap()
         .to_owned();
+    // The local server gives guests tokens: the conversation answers to that token only.
+    let guest = created
+        .split("\"guest_token\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
     let body = r#"{"text":"How many days do I have to return a dress?"}"#;
-    let reply = http(&addr, &format!(
-        "POST /v1/support/conversations/{id}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
+    let message = |auth: &str| {
+        http(&addr, &format!(
+            "POST /v1/support/conversations/{id}/messages HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let without = message("");
+    assert!(without.starts_with("HTTP/1.1 404"), "{without}");
+    let reply = message(&format!("Authorization: Bearer {guest}\r\n"));
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"article_id\":\"returns\""), "{reply}");
 

@@ -48,11 +48,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "request body does not match the schema: {}",
             source_message(&e)
         )),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected `Content-Type: application/json`",
-        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::payload_too_large("request body is larger than this route accepts")
         }

@@ -6,6 +6,7 @@ mod error;
 pub mod events;
 mod extract;
 mod http;
+mod shopper;
 pub mod sqs;
 mod staff;
 /// The idempotency utility lives with the storage it needs; re-exported here, at the edge.
@@ -15,9 +16,10 @@ mod telemetry;
 pub use error::ApiError;
 pub use extract::{Json, Query};
 pub use http::{
-    finish_router, is_http_event, observe, run_http_and_events, run_on_lambda, serve_local,
-    DEFAULT_BODY_LIMIT,
+    bearer_token, finish_router, is_http_event, is_json_content_type, observe, run_http_and_events,
+    run_on_lambda, serve_local, serve_until, ServeLimits, DEFAULT_BODY_LIMIT,
 };
+pub use shopper::{shopper_identity, IdentityError, Shopper, ShopperAuth};
 pub use staff::{staff_only, StaffAuth, StaffIdentity};
 pub use telemetry::{init_tracing, invocation_span, redact, take_cold_start, Metrics, Unit};
 

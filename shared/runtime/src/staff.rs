@@ -68,18 +68,14 @@ async fn check(State(auth): State<StaffAuth>, mut req: Request, next: Next) -> R
                 )
             }),
         StaffAuth::Token(expected) => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+            let given = crate::http::bearer_token(req.headers());
             match given {
                 None => Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     "staff routes need `Authorization: Bearer <SHOPMIND_STAFF_TOKEN>`",
                 )),
-                Some(g) if same(g.trim(), expected) => Ok("local-token".to_owned()),
+                Some(g) if same(g, expected) => Ok("local-token".to_owned()),
                 Some(_) => Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
@@ -173,5 +169,20 @@ mod tests {
         );
         assert!(StaffAuth::local(Some("short")).is_err());
         assert!(matches!(StaffAuth::local(Some(" ")), Ok(StaffAuth::Closed)));
+    }
+
+    #[tokio::test]
+    async fn the_scheme_is_case_insensitive() {
+        // `bearer …` was refused with 401 before (issue 21 finding 6).
+        let token = StaffAuth::local(Some("0123456789abcdef")).unwrap();
+        for header in ["bearer 0123456789abcdef", "BEARER 0123456789abcdef"] {
+            let req = Request::builder()
+                .uri("/x")
+                .header("authorization", header)
+                .body(Body::empty())
+                .unwrap();
+            let resp = app(token.clone()).oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{header}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use axum::body::Body;
+use axum::extract::Path;
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -35,6 +36,15 @@ fn app() -> Router {
         .route(
             "/v1/page",
             axum::routing::get(|Query(_p): Query<Page>| async { "ok" }),
+        )
+        // Routes whose extractors are axum's own, whose rejections are plain text.
+        .route(
+            "/v1/items/{id}",
+            axum::routing::get(|Path(id): Path<String>| async move { id }),
+        )
+        .route(
+            "/v1/raw",
+            post(|raw: axum::body::Bytes| async move { raw.len().to_string() }),
         );
     finish_router(router, 64)
 }
@@ -149,4 +159,91 @@ async fn the_lambda_observer_passes_requests_through() {
     // Errors keep their contract shape through the observer.
     let resp = observed.oneshot(post_json("/v1/greet", "{")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_400_in_the_json_shape() {
+    // Was `400 text/plain` before the contract layer (issue 21 finding 6).
+    let resp = app()
+        .oneshot(
+            Request::get("/v1/items/%FF%FE")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(code(&body), "bad_request");
+    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_raw_body_is_413_in_the_json_shape() {
+    let (status, body) = call(post_json("/v1/raw", &"x".repeat(100))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&body), "payload_too_large");
+    let (status, _) = call(post_json("/v1/raw", "{}")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415_on_every_route() {
+    // A cross-site form posts text/plain or form bodies; a raw-body route took them before.
+    let raw = |ctype: &str| {
+        Request::post("/v1/raw")
+            .header("content-type", ctype)
+            .header("content-length", "2")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    for ctype in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let (status, body) = call(raw(ctype)).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ctype}");
+        assert_eq!(code(&body), "unsupported_media_type");
+    }
+    // JSON with parameters and +json types pass; so does a request with no body at all.
+    for ctype in [
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+    ] {
+        assert_eq!(call(raw(ctype)).await.0, StatusCode::OK, "{ctype}");
+    }
+    let req = Request::post("/v1/raw").body(Body::empty()).unwrap();
+    assert_eq!(call(req).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    for req in [
+        post_json("/v1/greet", r#"{"name":"ada"}"#),
+        post_json("/v1/greet", "{"),
+        Request::get("/v1/nope").body(Body::empty()).unwrap(),
+    ] {
+        let resp = app().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    }
+}
+
+#[test]
+fn the_bearer_scheme_is_matched_without_regard_to_case() {
+    use axum::http::HeaderMap;
+    let with = |v: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", v.parse().unwrap());
+        h
+    };
+    for v in ["Bearer abc", "bearer abc", "BEARER abc", "  Bearer   abc  "] {
+        assert_eq!(shopmind_runtime::bearer_token(&with(v)), Some("abc"), "{v}");
+    }
+    for v in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "Token abc"] {
+        assert_eq!(shopmind_runtime::bearer_token(&with(v)), None, "{v}");
+    }
+    assert_eq!(shopmind_runtime::bearer_token(&HeaderMap::new()), None);
 }
