@@ -64,6 +64,7 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_HISTORY_TURNS` (turns read for follow-ups and repeats) | 12 |
 /// | `SHOPMIND_SUPPORT_MAX_TURNS` (a longer conversation must start anew) | 200 |
 /// | `SHOPMIND_SUPPORT_MESSAGES_PER_MINUTE` (more in one conversation are 429) | 12 |
+/// | `SHOPMIND_SUPPORT_MAX_CONVERSATIONS` (kept conversations per signed-in shopper; more are 429) | 50 |
 /// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | the encoder manifest's `calibration.not_found_similarity`, else 0.35 |
 /// | `SHOPMIND_SUPPORT_LEXICAL_WEIGHT` (weight of BM25, relative to the query's best, beside the cosine) | 0.1 |
 /// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.999 |
@@ -83,6 +84,8 @@ pub struct SupportConfig {
     /// Shopper messages one conversation takes in any 60 s; each costs encoder (and maybe
     /// generator) time.
     pub messages_per_minute: usize,
+    /// Conversations one signed-in shopper may have kept (within their TTL) at once.
+    pub max_conversations: usize,
     pub sentiment_model: ModelRef,
     pub refresh: Duration,
     pub generate: GenerateAnswers,
@@ -196,6 +199,8 @@ impl SupportConfig {
             history_turns: num("SHOPMIND_SUPPORT_HISTORY_TURNS", 12.0, 0.0, 1000.0)? as usize,
             max_turns: num("SHOPMIND_SUPPORT_MAX_TURNS", 200.0, 2.0, 10_000.0)? as usize,
             messages_per_minute: num("SHOPMIND_SUPPORT_MESSAGES_PER_MINUTE", 12.0, 1.0, 10_000.0)?
+                as usize,
+            max_conversations: num("SHOPMIND_SUPPORT_MAX_CONVERSATIONS", 50.0, 1.0, 1_000_000.0)?
                 as usize,
             sentiment_model,
             refresh: Duration::from_secs_f64(num(
@@ -477,7 +482,10 @@ async fn create_conversation(
     // A signed-in shopper owns it; otherwise a new guest does, whose token goes back with
     // the answer; only with guest sessions off is it open to whoever holds the id.
     let (owner, guest) = match shopper_id(&shopper)? {
-        Some(user) => (user.to_owned(), None),
+        Some(user) => {
+            check_conversation_cap(&state, user).await?;
+            (user.to_owned(), None)
+        }
         None if state.shoppers.guest_sessions() => {
             let (token, guest) = state
                 .shoppers
@@ -504,6 +512,24 @@ async fn create_conversation(
         answer["guest_expires_at"] = json!(guest.expires_at);
     }
     Ok((StatusCode::CREATED, axum::Json(answer)))
+}
+
+/// Refuses a new conversation for a shopper who already has the most one may keep (each is
+/// stored for the TTL; a script with a shopper's token could otherwise fill the table).
+async fn check_conversation_cap(state: &SupportState, user: &str) -> Result<(), ApiError> {
+    let cap = state.config.max_conversations;
+    let kept = state
+        .conversations
+        .count_conversations_of(user)
+        .await
+        .map_err(storage)?;
+    if kept >= cap {
+        return Err(ApiError::too_many_requests(format!(
+            "this shopper already has {kept} conversations, the most one may keep; continue one \
+             of them"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a message when the conversation already took `per_minute` shopper messages in the

@@ -95,6 +95,7 @@ fn app_on_with(
         "SHOPMIND_SUPPORT_MAX_CHARS" => Some("500".into()),
         "SHOPMIND_SUPPORT_GENERATE" => Some(if generate { "on" } else { "off" }.into()),
         "SHOPMIND_SUPPORT_GENERATE_MS" => Some("30000".into()),
+        "SHOPMIND_SUPPORT_MAX_CONVERSATIONS" => Some("3".into()),
         _ => None,
     })
     .unwrap();
@@ -963,4 +964,26 @@ async fn a_conversation_flooded_with_messages_is_told_to_wait() {
             .0,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_shopper_may_keep_so_many_conversations() {
+    let (app, _dir) = app().await;
+    // The tests' cap is 3 (SHOPMIND_SUPPORT_MAX_CONVERSATIONS).
+    for _ in 0..3 {
+        conversation(&app, Some("u-cap")).await;
+    }
+    let (status, v) = call_as(
+        &app,
+        "POST",
+        "/v1/support/conversations",
+        None,
+        Some(&token("u-cap")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "rate_limited");
+    // Another shopper, and conversations without a token, are not held to u-cap's count.
+    conversation(&app, Some("u-other")).await;
+    conversation(&app, None).await;
 }

@@ -664,6 +664,34 @@ impl ConversationStore for AwsStore {
         Ok(Page { items, next })
     }
 
+    async fn count_conversations_of(&self, owner: &str) -> Result<usize> {
+        check_key_part(owner)?;
+        // The owner index holds keys only, so expiry cannot be read here: what TTL has not
+        // yet deleted counts (see the trait).
+        let mut count = 0usize;
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.names.conversations)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#o = :o")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":o", s(owner))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(be("Query"))?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(count),
+            }
+        }
+    }
+
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize> {
         check_key_part(owner)?;
         let headers = all_pages(|start| {

@@ -629,7 +629,11 @@ pub async fn forgetting_a_shopper(s: Arc<dyn Store>) {
     s.create_conversation(&meta("f3", "frank", exp))
         .await
         .unwrap();
+    assert_eq!(s.count_conversations_of("erin").await.unwrap(), 2);
+    assert_eq!(s.count_conversations_of("frank").await.unwrap(), 1);
+    assert_eq!(s.count_conversations_of("nobody").await.unwrap(), 0);
     assert_eq!(s.delete_conversations_of("erin").await.unwrap(), 2);
+    assert_eq!(s.count_conversations_of("erin").await.unwrap(), 0);
     assert_eq!(s.get_conversation("f1").await.unwrap(), None);
     assert!(s.list_turns("f1", None, 10).await.unwrap().items.is_empty());
     assert!(s.get_conversation("f3").await.unwrap().is_some());

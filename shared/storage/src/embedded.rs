@@ -296,6 +296,31 @@ impl ConversationStore for EmbeddedStore {
         .await
     }
 
+    async fn count_conversations_of(&self, owner: &str) -> Result<usize> {
+        check_key_part(owner)?;
+        let owner = owner.to_owned();
+        self.blocking(move |db| {
+            let txn = redb_try!("read", db.begin_read());
+            let owners = redb_try!("read", txn.open_table(CONVERSATIONS_BY_OWNER));
+            let convs = redb_try!("read", txn.open_table(CONVERSATIONS));
+            let now = now_secs();
+            let mut count = 0;
+            for entry in redb_try!("read", owners.range((owner.as_str(), "")..)) {
+                let (k, _) = redb_try!("read", entry);
+                let (o, id) = k.value();
+                if o != owner {
+                    break;
+                }
+                if let Some(v) = redb_try!("read", convs.get(id)) {
+                    let meta: ConversationMeta = decode_doc("conversation", v.value())?;
+                    count += usize::from(meta.expires_at > now);
+                }
+            }
+            Ok(count)
+        })
+        .await
+    }
+
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize> {
         check_key_part(owner)?;
         let owner = owner.to_owned();

@@ -48,6 +48,9 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
     async fn list_turns(&self, id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Turn>>;
     /// Deletes every conversation `owner` created; returns how many.
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize>;
+    /// How many conversations `owner` created that are still kept. A store whose expiry runs
+    /// late (DynamoDB's TTL deletes within about two days) may count recently expired ones.
+    async fn count_conversations_of(&self, owner: &str) -> Result<usize>;
 }
 
 /// Appends `turn` at its `seq` or, when another writer took that place first, at the next free
