@@ -182,12 +182,23 @@ impl ShopperAuth {
                     why: format!("{v:?} must be whole seconds from 60 to 2592000"),
                 })?,
         };
+        let shop_secret = secret("SHOPMIND_SHOPPER_HMAC_SECRET")?;
+        let session_secret = secret("SHOPMIND_SESSION_SECRET")?;
+        if let (Some(a), Some(b)) = (&shop_secret, &session_secret) {
+            if a.0 == b.0 {
+                // Shop tokens would then verify as guest tokens' signatures, and be refused.
+                return Err(IdentityError::Config {
+                    name: "SHOPMIND_SESSION_SECRET",
+                    why: "must differ from SHOPMIND_SHOPPER_HMAC_SECRET".into(),
+                });
+            }
+        }
         Ok(Self {
-            shop_secret: secret("SHOPMIND_SHOPPER_HMAC_SECRET")?,
+            shop_secret,
             jwks,
             issuer,
             audience,
-            session_secret: secret("SHOPMIND_SESSION_SECRET")?,
+            session_secret,
             guest_ttl: Duration::from_secs(guest_ttl),
         })
     }
@@ -235,12 +246,13 @@ impl ShopperAuth {
             return Err(invalid("longer than any token Shopmind accepts"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a JWT"))?;
-        let claims = match header.alg {
+        // Which key verified the token says whether it is a guest's, not any claim in it.
+        let (claims, guest) = match header.alg {
             Algorithm::HS256 => self.verify_hmac(token)?,
-            alg if ASYMMETRIC.contains(&alg) => self.verify_jwks(token, &header)?,
+            alg if ASYMMETRIC.contains(&alg) => (self.verify_jwks(token, &header)?, false),
             _ => return Err(invalid("signed with an algorithm Shopmind does not accept")),
         };
-        self.check_claims(claims, now)
+        self.check_claims(claims, guest, now)
     }
 
     /// A new guest: a fresh `guest_…` id and a token for it, valid for the guest lifetime.
@@ -279,7 +291,7 @@ impl ShopperAuth {
 
     /// HS256 is either a guest token (Shopmind's session secret) or a shop token (the shared
     /// secret); the signature tells which, and each kind must then look like itself.
-    fn verify_hmac(&self, token: &str) -> Result<Claims> {
+    fn verify_hmac(&self, token: &str) -> Result<(Claims, bool)> {
         if let Some(secret) = &self.session_secret {
             if let Ok(claims) = decode(
                 token,
@@ -289,7 +301,7 @@ impl ShopperAuth {
                 let is_guest = claims.iss.as_deref() == Some(GUEST_ISSUER)
                     && claims.sub.as_deref().is_some_and(is_guest_id);
                 return if is_guest {
-                    Ok(claims)
+                    Ok((claims, true))
                 } else {
                     Err(invalid(
                         "signed with the session secret but not a guest token",
@@ -307,10 +319,7 @@ impl ShopperAuth {
             Algorithm::HS256,
         )
         .map_err(|_| invalid("bad signature"))?;
-        if claims.iss.as_deref() == Some(GUEST_ISSUER) {
-            return Err(invalid("a guest issuer on a shop token"));
-        }
-        Ok(claims)
+        Ok((claims, false))
     }
 
     fn verify_jwks(&self, token: &str, header: &Header) -> Result<Claims> {
@@ -334,8 +343,10 @@ impl ShopperAuth {
         decode(token, &key, header.alg).map_err(|_| invalid("bad signature"))
     }
 
-    fn check_claims(&self, claims: Claims, now: i64) -> Result<Shopper> {
-        let guest = claims.iss.as_deref() == Some(GUEST_ISSUER);
+    fn check_claims(&self, claims: Claims, guest: bool, now: i64) -> Result<Shopper> {
+        if !guest && claims.iss.as_deref() == Some(GUEST_ISSUER) {
+            return Err(invalid("a guest issuer on a shop token"));
+        }
         if !guest {
             if let Some(want) = &self.issuer {
                 if claims.iss.as_deref() != Some(want) {

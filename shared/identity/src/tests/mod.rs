@@ -128,6 +128,17 @@ fn hmac_shop_tokens_need_expiry_and_may_not_pose_as_guests() {
     assert_eq!((s.id.as_str(), s.guest), ("u-1", false));
     assert!(why(auth.verify(&fx("hs_no_exp"), NOW)).contains("exp"));
     assert!(why(auth.verify(&fx("hs_guest_prefix"), NOW)).contains("guest_"));
+    // Signed by the shop but claiming to be a guest token: the key decides, and it refuses.
+    let posing = sign_hs256(
+        &Secret(SECRET.to_vec()),
+        "guest_0123456789abcdef0123456789abcdef",
+        GUEST_ISSUER,
+        None,
+        NOW,
+        NOW + 60,
+    )
+    .unwrap();
+    assert!(why(auth.verify(&posing, NOW)).contains("guest"));
     // Another shop's secret.
     let other = ShopperAuth::with_secrets(b"another-secret-another-secret-00", SESSION);
     assert!(why(other.verify(&fx("hs_ok"), NOW)).contains("bad signature"));
@@ -204,6 +215,11 @@ fn settings_are_checked_at_cold_start() {
         .unwrap_err()
         .to_string()
         .contains("/nonexistent/jwks.json"));
+    let same = env(&[
+        ("SHOPMIND_SHOPPER_HMAC_SECRET", "x".repeat(32)),
+        ("SHOPMIND_SESSION_SECRET", "x".repeat(32)),
+    ]);
+    assert!(same.unwrap_err().to_string().contains("must differ"));
     let ttl = env(&[("SHOPMIND_GUEST_TTL_SECS", "5".into())]);
     assert!(ttl.unwrap_err().to_string().contains("GUEST_TTL"));
     let none = env(&[]).unwrap();
