@@ -260,13 +260,7 @@ async fn for_user(
     // list is the one a new shopper gets.
     let personal = match &shopper {
         Some(Extension(s)) if s.id == user_id => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                "the token is for another shopper",
-            ))
-        }
+        Some(_) => return Err(ApiError::forbidden("the token is for another shopper")),
         None => false,
     };
     let limit = limit_of(q.limit, &state.config)?;

@@ -159,6 +159,8 @@ enum CliError {
     Runtime(#[from] shopmind_runtime::RuntimeError),
     #[error("shopper identity: {0}")]
     Identity(#[from] shopmind_runtime::IdentityError),
+    #[error("could not read random bytes: {0}")]
+    Random(String),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -710,17 +712,20 @@ async fn seed_demo(
     Ok(())
 }
 
+/// `bytes` random bytes as hex: the keys and tokens the local server makes for one run.
+fn random_hex(bytes: usize) -> Result<String, CliError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| CliError::Random(e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
 /// Shopper identity for the local server: the configured keys, and for what is not
 /// configured, keys made for this run: a guest session secret always (so conversations work
 /// out of the box), and with `--demo` a shop secret and a token for `demo-shopper`.
 fn local_shopper_auth(
     demo: bool,
 ) -> Result<(shopmind_runtime::ShopperAuth, Option<String>), CliError> {
-    let random = || -> Result<Vec<u8>, CliError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| CliError::Support(e.to_string()))?;
-        Ok(hex::encode(bytes).into_bytes())
-    };
+    let random = || random_hex(32).map(String::into_bytes);
     let mut auth = shopmind_runtime::ShopperAuth::from_env()?;
     if !auth.guest_sessions() {
         auth = auth.with_session_secret(&random()?);
@@ -759,11 +764,7 @@ async fn serve(
     // Staff routes (copy) need a token locally; the demo makes one for the run.
     let configured = std::env::var("SHOPMIND_STAFF_TOKEN").ok();
     let generated = match (&configured, demo) {
-        (None, true) => {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes).map_err(|e| CliError::Copy(e.to_string()))?;
-            Some(hex::encode(bytes))
-        }
+        (None, true) => Some(random_hex(16)?),
         _ => None,
     };
     let staff = shopmind_runtime::StaffAuth::local(configured.as_deref().or(generated.as_deref()))

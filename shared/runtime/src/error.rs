@@ -57,6 +57,16 @@ impl ApiError {
         )
     }
 
+    /// 401: no credential, or one that is not valid.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: a genuine credential that does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     /// 415: every Shopmind body is JSON.
     pub fn unsupported_media_type() -> Self {
         Self::new(

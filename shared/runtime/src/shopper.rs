@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -40,8 +40,7 @@ async fn verify(State(auth): State<Arc<ShopperAuth>>, mut req: Request, next: Ne
         }
         Err(message) => {
             tracing::info!(reason = %message, "shopper token refused");
-            let mut resp =
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+            let mut resp = ApiError::unauthorized(message).into_response();
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),

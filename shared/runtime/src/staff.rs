@@ -60,32 +60,18 @@ async fn check(State(auth): State<StaffAuth>, mut req: Request, next: Next) -> R
                     .or_else(|| iam.caller_id.clone())
                     .unwrap_or_else(|| "iam".into())
             })
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "staff routes need IAM authorization",
-                )
-            }),
+            .ok_or_else(|| ApiError::forbidden("staff routes need IAM authorization")),
         StaffAuth::Token(expected) => {
             let given = crate::http::bearer_token(req.headers());
             match given {
-                None => Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                None => Err(ApiError::unauthorized(
                     "staff routes need `Authorization: Bearer <SHOPMIND_STAFF_TOKEN>`",
                 )),
                 Some(g) if same(g, expected) => Ok("local-token".to_owned()),
-                Some(_) => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "the staff token is not valid",
-                )),
+                Some(_) => Err(ApiError::forbidden("the staff token is not valid")),
             }
         }
-        StaffAuth::Closed => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+        StaffAuth::Closed => Err(ApiError::forbidden(
             "staff routes are closed: set SHOPMIND_STAFF_TOKEN to open them locally",
         )),
     };

@@ -102,6 +102,20 @@ impl AwsStore {
         Self { ddb, s3, names }
     }
 
+    /// The conversations `owner` created, through the owner index (keys only).
+    fn owner_query(
+        &self,
+        owner: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.ddb
+            .query()
+            .table_name(&self.names.conversations)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#o = :o")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":o", s(owner))
+    }
+
     /// Clients from one configuration; S3 switches to path-style addressing when an endpoint
     /// override is set (emulators need it).
     pub fn from_sdk_config(conf: &aws_config::SdkConfig, names: AwsNames) -> Self {
@@ -672,13 +686,7 @@ impl ConversationStore for AwsStore {
         let mut start = None;
         loop {
             let out = self
-                .ddb
-                .query()
-                .table_name(&self.names.conversations)
-                .index_name(OWNER_INDEX)
-                .key_condition_expression("#o = :o")
-                .expression_attribute_names("#o", "owner")
-                .expression_attribute_values(":o", s(owner))
+                .owner_query(owner)
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
@@ -695,15 +703,7 @@ impl ConversationStore for AwsStore {
     async fn delete_conversations_of(&self, owner: &str) -> Result<usize> {
         check_key_part(owner)?;
         let headers = all_pages(|start| {
-            let query = self
-                .ddb
-                .query()
-                .table_name(&self.names.conversations)
-                .index_name(OWNER_INDEX)
-                .key_condition_expression("#o = :o")
-                .expression_attribute_names("#o", "owner")
-                .expression_attribute_values(":o", s(owner))
-                .set_exclusive_start_key(start);
+            let query = self.owner_query(owner).set_exclusive_start_key(start);
             async move {
                 let out = query.send().await.map_err(be("Query"))?;
                 Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
