@@ -37,7 +37,7 @@ use shopmind_storage::{
 };
 use shopmind_support::{
     mask, respond, retrieval_query, AnswerWriter, AssistantConfig, GenerateWhen, IntentModel,
-    KbIndex, LinearHead, Models, PastTurn, Question, Role, SupportError,
+    KbIndex, LinearHead, Models, PastTurn, Question, Role, SupportError, Translator,
 };
 use tokio::sync::{mpsc, OnceCell};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -72,6 +72,8 @@ pub enum SupportFnError {
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
 /// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes every answer from the passages, checked against them; `other-language`: only answers from an article in another script than the question, which a quote would leave untranslated; `off`: extractive; `auto`: `other-language` when the generator model is there — an `s3://` one, or a local directory with its manifest) | auto |
 /// | `SHOPMIND_SUPPORT_GENERATE_MS` (time budget of one generated answer; over it, extractive) | 15000 |
+/// | `SHOPMIND_SUPPORT_TRANSLATE` (`on`: a question in another language than the help centre is also searched as the generator translates it; `off`: only as written; `auto`: `on` when the generator model is there) | auto |
+/// | `SHOPMIND_SUPPORT_TRANSLATE_MS` (time budget of one translation; over it, the question is searched as written) | 4000 |
 #[derive(Debug, Clone)]
 pub struct SupportConfig {
     pub assistant: AssistantConfig,
@@ -90,6 +92,18 @@ pub struct SupportConfig {
     pub refresh: Duration,
     pub generate: GenerateAnswers,
     pub generate_budget: Duration,
+    pub translate: TranslateQuestions,
+    pub translate_budget: Duration,
+}
+
+/// Whether questions in another language than the help centre are also searched translated
+/// (`SHOPMIND_SUPPORT_TRANSLATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranslateQuestions {
+    Off,
+    On,
+    /// `On` when the generator model is there.
+    Auto,
 }
 
 /// Whether answers are written by the generator (`SHOPMIND_SUPPORT_GENERATE`).
@@ -126,11 +140,22 @@ impl SupportConfig {
         match self.generate {
             GenerateAnswers::Off => false,
             GenerateAnswers::On | GenerateAnswers::OtherLanguage => true,
-            GenerateAnswers::Auto => match generator {
-                ModelRef::Local(dir) => dir.join("manifest.json").is_file(),
-                ModelRef::S3 { .. } => true,
-            },
+            GenerateAnswers::Auto => model_is_there(generator),
         }
+    }
+
+    /// Whether questions are translated with `generator` for retrieval.
+    pub fn translates(&self, generator: &ModelRef) -> bool {
+        match self.translate {
+            TranslateQuestions::Off => false,
+            TranslateQuestions::On => true,
+            TranslateQuestions::Auto => model_is_there(generator),
+        }
+    }
+
+    /// Whether the function needs `generator` at all (answers or translations).
+    pub fn uses_generator(&self, generator: &ModelRef) -> bool {
+        self.generates(generator) || self.translates(generator)
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SupportFnError> {
@@ -155,6 +180,18 @@ impl SupportConfig {
                     name: "SHOPMIND_SUPPORT_GENERATE",
                     value: v.to_owned(),
                     why: "must be on, other-language, off or auto",
+                })
+            }
+        };
+        let translate = match get("SHOPMIND_SUPPORT_TRANSLATE").as_deref().map(str::trim) {
+            None | Some("auto") => TranslateQuestions::Auto,
+            Some("off") => TranslateQuestions::Off,
+            Some("on") => TranslateQuestions::On,
+            Some(v) => {
+                return Err(SupportFnError::Config {
+                    name: "SHOPMIND_SUPPORT_TRANSLATE",
+                    value: v.to_owned(),
+                    why: "must be on, off or auto",
                 })
             }
         };
@@ -216,7 +253,23 @@ impl SupportConfig {
                 100.0,
                 60_000.0,
             )? as u64),
+            translate,
+            translate_budget: Duration::from_millis(num(
+                "SHOPMIND_SUPPORT_TRANSLATE_MS",
+                4_000.0,
+                100.0,
+                60_000.0,
+            )? as u64),
         })
+    }
+}
+
+/// An `s3://` model is taken to be there (it is fetched on first use); a local one when its
+/// directory has a manifest.
+fn model_is_there(model: &ModelRef) -> bool {
+    match model {
+        ModelRef::Local(dir) => dir.join("manifest.json").is_file(),
+        ModelRef::S3 { .. } => true,
     }
 }
 
@@ -309,8 +362,9 @@ pub struct SupportState {
     pub knowledge: Arc<LiveKnowledge>,
     pub encoder: Arc<LazyEncoder>,
     pub sentiment: Arc<LazySentiment>,
-    /// Writes the answers when set (see [`SupportConfig::generates`]); until it has loaded,
-    /// answers are extractive.
+    /// Writes the answers and translates questions for retrieval, as the config says (see
+    /// [`SupportConfig::uses_generator`]); until it has loaded, answers are extractive and
+    /// questions are searched as written.
     pub generator: Option<Arc<LazyGenerator>>,
     pub config: Arc<SupportConfig>,
     /// Verifies shopper tokens and issues guest ones.
@@ -354,16 +408,61 @@ impl AnswerWriter for GeneratedAnswers {
                 let _ = t.tx.send(sse("token", &json!({ "text": piece })));
             }
         };
-        match self.generator.generate(&[&prompt], &opts, &mut on_text) {
-            Ok(mut out) => match out.pop() {
-                Some(g) if g.finish != FinishReason::TimeBudget => Some(g.text),
-                _ => None,
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "answer generation failed; extractive answer used");
-                None
-            }
+        complete(
+            &self.generator,
+            &prompt,
+            &opts,
+            &mut on_text,
+            "answer generation failed; extractive answer used",
+        )
+    }
+}
+
+/// The generator's whole text for `prompt`; `None` when it failed (logged as `failed`) or its
+/// time budget cut the text.
+fn complete(
+    generator: &Generator,
+    prompt: &str,
+    opts: &GenerateOptions,
+    on_text: &mut dyn FnMut(usize, &str),
+    failed: &'static str,
+) -> Option<String> {
+    match generator.generate(&[prompt], opts, on_text) {
+        Ok(mut out) => match out.pop() {
+            Some(g) if g.finish != FinishReason::TimeBudget => Some(g.text),
+            _ => None,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "{failed}");
+            None
         }
+    }
+}
+
+/// The generator as the question's translator: greedy, one line, a few dozen tokens, and a
+/// translation the time budget cut is not used.
+#[derive(Debug)]
+struct GeneratedTranslations {
+    generator: Arc<Generator>,
+    budget: Duration,
+}
+
+impl Translator for GeneratedTranslations {
+    fn translate(&self, messages: &[shopmind_inference::ChatMessage]) -> Option<String> {
+        let prompt = self.generator.render_chat(messages).ok()?;
+        let opts = GenerateOptions {
+            max_new_tokens: 64,
+            stop: vec!["\n".into()],
+            deadline: Some(std::time::Instant::now() + self.budget),
+            ..GenerateOptions::default()
+        };
+        complete(
+            &self.generator,
+            &prompt,
+            &opts,
+            &mut |_, _| {},
+            "translation failed; the question is searched as written",
+        )
     }
 }
 
@@ -775,6 +874,10 @@ async fn answer(
     } = m;
     let query = retrieval_query(&masked, &history);
     let deadline = std::time::Instant::now() + state.config.generate_budget;
+    let model = state.generator.as_ref().map(|g| g.model());
+    let writes = model.is_some_and(|m| state.config.generates(m));
+    let translates = model.is_some_and(|m| state.config.translates(m));
+    let translate_budget = state.config.translate_budget;
     // Embedding and answering are CPU work: one trip to the blocking pool.
     let reply = {
         let (knowledge, cfg) = (knowledge.clone(), state.config.clone());
@@ -791,16 +894,27 @@ async fn answer(
                 .map(|e| e.vector.clone())
                 .unwrap_or_default();
             let query_vector = vectors.last().map(|e| e.vector.clone()).unwrap_or_default();
-            let writer = generator.map(|generator| GeneratedAnswers {
-                generator,
-                deadline,
-                tokens,
-            });
+            let writer = generator
+                .clone()
+                .filter(|_| writes)
+                .map(|generator| GeneratedAnswers {
+                    generator,
+                    deadline,
+                    tokens,
+                });
+            let translator =
+                generator
+                    .filter(|_| translates)
+                    .map(|generator| GeneratedTranslations {
+                        generator,
+                        budget: translate_budget,
+                    });
             let models = Models {
                 kb: knowledge.kb.as_deref(),
                 intents: knowledge.intents.as_deref(),
                 sentiment: sentiment.as_deref(),
                 writer: writer.as_ref().map(|w| w as &dyn AnswerWriter),
+                translator: translator.as_ref().map(|t| t as &dyn Translator),
             };
             let mut encode = |s: &[String]| {
                 encoder
@@ -875,6 +989,7 @@ async fn answer(
         injection_suspected = reply.injection_suspected,
         answer_source = ?reply.answer_source,
         generation_rejected = reply.generation_rejected.as_deref().unwrap_or(""),
+        translated = reply.translated_query.is_some(),
         kb_version = knowledge.kb_version.as_deref().unwrap_or(""),
         "support reply"
     );
@@ -896,6 +1011,7 @@ async fn answer(
         "generation_rejected": reply.generation_rejected,
         "locale_fallback": reply.locale_fallback,
         "offered_handoff": reply.offered_handoff,
+        "translated_query": reply.translated_query,
         "kb_version": knowledge.kb_version,
     }))
 }
@@ -1051,6 +1167,37 @@ mod tests {
         }
         let err = config(Some("yes")).map(|_| ()).unwrap_err().to_string();
         assert!(err.contains("SHOPMIND_SUPPORT_GENERATE"), "{err}");
+    }
+
+    #[test]
+    fn translated_search_follows_its_own_setting_and_needs_the_generator_alone() {
+        let model_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(model_dir.path().join("manifest.json"), "{}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let present = ModelRef::Local(model_dir.path().to_owned());
+        let absent = ModelRef::Local(model_dir.path().join("nothing-here"));
+        let with = |generate: &str, translate: Option<&str>| {
+            SupportConfig::from_lookup(|k| match k {
+                "SHOPMIND_SUPPORT_GENERATE" => Some(generate.to_owned()),
+                "SHOPMIND_SUPPORT_TRANSLATE" => translate.map(str::to_owned),
+                _ => None,
+            })
+        };
+        let c = with("off", None).unwrap_or_else(|e| panic!("{e}"));
+        // auto: on when the model is there, even with generated answers off.
+        assert!(c.translates(&present) && !c.translates(&absent));
+        assert!(c.uses_generator(&present) && !c.generates(&present));
+        let c = with("off", Some("off")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.uses_generator(&present));
+        let c = with("off", Some("on")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.translates(&absent));
+        let c = with("on", Some("off")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.uses_generator(&present) && !c.translates(&present));
+        let err = with("off", Some("yes"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SHOPMIND_SUPPORT_TRANSLATE"), "{err}");
     }
 
     #[test]

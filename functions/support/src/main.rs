@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             &inference.model_cache_dir,
         ))),
         generator: config
-            .generates(&inference.generator_model)
+            .uses_generator(&inference.generator_model)
             .then(|| Arc::new(LazyGenerator::new(&inference))),
         encoder: Arc::new(LazyEncoder::new(inference)),
         config: Arc::new(config),

@@ -621,6 +621,37 @@ async fn generated_answers_hold_to_the_passages() {
     );
 }
 
+/// With the generator, a Chinese question against the English sample help centre is also
+/// searched as the generator translates it; without, only as written.
+#[tokio::test]
+async fn a_question_in_another_language_is_searched_translated_with_the_generator() {
+    let ask = |app: axum::Router| async move {
+        let id = conversation(&app, None).await;
+        let (status, v) = call(
+            &app,
+            "POST",
+            &format!("/v1/support/conversations/{id}/messages"),
+            Some(json!({ "text": "明天能送到吗？", "locale": "zh-CN" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    };
+    let (plain, _dir) = app_with(false).await;
+    let v = ask(plain).await;
+    assert_eq!(v["translated_query"], Value::Null, "{v}");
+    let (app, _dir) = app_with(true).await;
+    let v = ask(app).await;
+    let translated = v["translated_query"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        translated.is_ascii() && translated.to_lowercase().contains("tomorrow"),
+        "{v}"
+    );
+    assert_eq!(v["citations"][0]["article_id"], "shipping", "{v}");
+}
+
 /// A streamed message: the response's status and content type, and its events as
 /// (name, data) in order.
 async fn stream(

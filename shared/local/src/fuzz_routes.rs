@@ -62,7 +62,9 @@ fn world() -> &'static World {
                 // test here, not the generator (tested in its own crates).
                 support_cfg: support::SupportConfig::from_lookup(|k| match k {
                     "SHOPMIND_MODELS_DIR" => Some(models.clone()),
-                    "SHOPMIND_SUPPORT_GENERATE" => Some("off".into()),
+                    "SHOPMIND_SUPPORT_GENERATE" | "SHOPMIND_SUPPORT_TRANSLATE" => {
+                        Some("off".into())
+                    }
                     _ => None,
                 })
                 .unwrap(),

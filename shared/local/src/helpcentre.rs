@@ -93,7 +93,9 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
     })
     .map_err(|e| CliError::Support(e.to_string()))?;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
-    if args.generate.is_some() {
+    // Loaded before the first question, so no answer is given while it loads.
+    let translated = support_cfg.translates(generator.model());
+    if support_cfg.uses_generator(generator.model()) {
         generator.get().await?;
     }
     let app = crate::app(AppParts {
@@ -121,12 +123,16 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
     }
     eprintln!();
     let report = helpcentre::score(&questions, &outcomes).map_err(support_err)?;
-    print_report(&args, &report, kb.articles, loaded.model_id());
+    print_report(&args, &report, kb.articles, loaded.model_id(), translated);
     let name = args
         .dir
         .file_name()
         .map_or("helpcentre".into(), |n| n.to_string_lossy().into_owned());
-    let mode = args.mode();
+    let mode = format!(
+        "{}{}",
+        args.mode(),
+        if translated { "-translated" } else { "" }
+    );
     std::fs::create_dir_all(&args.out).map_err(|source| CliError::Io {
         what: "could not create",
         path: args.out.display().to_string(),
@@ -179,6 +185,7 @@ async fn ask_question(
         first_token_ms,
         draft,
         generation_rejected: text("generation_rejected"),
+        translated_query: text("translated_query"),
     })
 }
 
@@ -316,10 +323,21 @@ async fn call(app: &axum::Router, uri: &str, body: Value) -> Result<Value, CliEr
     Ok(serde_json::from_slice(&bytes)?)
 }
 
-fn print_report(args: &HelpCentreArgs, r: &HelpCentreReport, articles: usize, encoder: &str) {
+fn print_report(
+    args: &HelpCentreArgs,
+    r: &HelpCentreReport,
+    articles: usize,
+    encoder: &str,
+    translated: bool,
+) {
     let mode = args.mode();
+    let search = if translated {
+        "questions in another language also searched translated"
+    } else {
+        "questions searched as written"
+    };
     println!(
-        "\n{}: {articles} articles, {} answerable questions; encoder {encoder}; {mode} answers\n",
+        "\n{}: {articles} articles, {} answerable questions; encoder {encoder}; {mode} answers; {search}\n",
         args.dir.display(),
         r.answerable.questions
     );

@@ -640,7 +640,7 @@ fn app(parts: AppParts) -> axum::Router {
         )),
         encoder: encoder.clone(),
         generator: support_cfg
-            .generates(generator.model())
+            .uses_generator(generator.model())
             .then_some(generator),
         config: Arc::new(support_cfg),
         shoppers,
@@ -812,10 +812,27 @@ async fn serve(
     }
     let support_cfg =
         support::SupportConfig::from_env().map_err(|e| CliError::Support(e.to_string()))?;
-    if support_cfg.generates(generator.model()) {
+    if support_cfg.uses_generator(generator.model()) {
         // Loads in the background; support answers extractively until it is ready.
         let _ = generator.ready_or_load();
-        println!("support answers: written by the generator once it has loaded (SHOPMIND_SUPPORT_GENERATE=off for extractive)");
+        let model = generator.model();
+        let uses: Vec<&str> = [
+            (
+                support_cfg.generates(model),
+                "writes answers (SHOPMIND_SUPPORT_GENERATE)",
+            ),
+            (
+                support_cfg.translates(model),
+                "translates questions for search (SHOPMIND_SUPPORT_TRANSLATE)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, what)| on.then_some(what))
+        .collect();
+        println!(
+            "support: once it has loaded, the generator {}",
+            uses.join(" and ")
+        );
     }
     let app = app(AppParts {
         encoder,

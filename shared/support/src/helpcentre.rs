@@ -62,6 +62,9 @@ pub struct Outcome {
     /// Why the generated answer was not used, if it was not.
     #[serde(default)]
     pub generation_rejected: Option<String>,
+    /// The question as it was also searched, translated into the help centre's language.
+    #[serde(default)]
+    pub translated_query: Option<String>,
 }
 
 /// Reads `questions.jsonl`; a bad line is an error naming it (an evaluation must not skip
@@ -315,6 +318,7 @@ mod tests {
             first_token_ms: None,
             draft: None,
             generation_rejected: None,
+            translated_query: None,
         }
     }
 
@@ -431,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_shipped_help_centres_parse() {
-        for dir in ["dev", "test"] {
+        for dir in ["dev", "dev2", "test"] {
             let path = format!(
                 "{}/../../infra/eval/helpcentre/{dir}/questions.jsonl",
                 env!("CARGO_MANIFEST_DIR")

@@ -14,6 +14,7 @@ pub mod intent;
 pub mod kb;
 pub mod mask;
 pub mod retrieve;
+pub mod translate;
 
 pub use assistant::{
     respond, retrieval_query, AnswerSource, AssistantConfig, Citation, EscalationReason,
@@ -27,5 +28,6 @@ pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction};
 pub use kb::{chunk_article, parse_articles, Article, BadLine, Chunk, ChunkConfig, ParsedArticles};
 pub use mask::{extract_entities, mask, Entity, EntityKind};
 pub use retrieve::{Hit, KbIndex, RetrieveConfig, Retrieved};
+pub use translate::{Language, Translator};
 
 pub use shopmind_inference::dot;

@@ -93,6 +93,13 @@ fn decimal_digit(c: char) -> Option<char> {
         .and_then(|z| char::from_digit(u - z, 10))
 }
 
+/// `text` with every Unicode decimal digit written as its ASCII digit.
+pub(crate) fn fold_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| decimal_digit(c).unwrap_or(c))
+        .collect()
+}
+
 /// `text` folded for matching, with each folded byte's source range in `text`.
 struct Folded {
     text: String,

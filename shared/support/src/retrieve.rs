@@ -256,29 +256,57 @@ impl KbIndex {
         locale: Option<&str>,
         cfg: &RetrieveConfig,
     ) -> Retrieved {
+        self.search_readings(&[(query, query_vector)], locale, cfg)
+    }
+
+    /// [`Self::search`] with several readings of one question (the shopper's words and their
+    /// translation into the help centre's language): each chunk scores by its best reading,
+    /// and its cosine is that reading's.
+    pub fn search_readings(
+        &self,
+        readings: &[(&str, &[f32])],
+        locale: Option<&str>,
+        cfg: &RetrieveConfig,
+    ) -> Retrieved {
         let none = Retrieved {
             hits: Vec::new(),
             confidence: 0.0,
             found: false,
         };
-        if query_vector.len() != self.dim || self.chunks.is_empty() {
+        let readings: Vec<(&str, &[f32])> = readings
+            .iter()
+            .copied()
+            .filter(|(_, v)| v.len() == self.dim)
+            .collect();
+        if readings.is_empty() || self.chunks.is_empty() {
             return none;
         }
-        let mut q = query_vector.to_vec();
-        shopmind_inference::l2_normalize(&mut q);
-        let similarity = |i: usize| crate::dot(&self.vectors[i * self.dim..(i + 1) * self.dim], &q);
-        let lexical = self.bm25.search(query, self.chunks.len());
-        let best_lexical = lexical.iter().map(|(_, s)| *s).fold(0.0f32, f32::max);
-        let mut bm25 = vec![(0.0f32, None); self.chunks.len()];
-        for (rank, (i, s)) in lexical.iter().enumerate() {
-            if let Some(slot) = bm25.get_mut(*i) {
-                *slot = (s / best_lexical.max(f32::MIN_POSITIVE), Some(rank + 1));
+        // Per chunk: (score without the locale term, cosine, BM25 rank) of its best reading.
+        let mut best = vec![(f32::NEG_INFINITY, 0.0f32, None); self.chunks.len()];
+        for (query, vector) in readings {
+            let mut q = vector.to_vec();
+            shopmind_inference::l2_normalize(&mut q);
+            let lexical = self.bm25.search(query, self.chunks.len());
+            let best_lexical = lexical.iter().map(|(_, s)| *s).fold(0.0f32, f32::max);
+            let mut bm25 = vec![(0.0f32, None); self.chunks.len()];
+            for (rank, (i, s)) in lexical.iter().enumerate() {
+                if let Some(slot) = bm25.get_mut(*i) {
+                    *slot = (s / best_lexical.max(f32::MIN_POSITIVE), Some(rank + 1));
+                }
+            }
+            for (i, slot) in best.iter_mut().enumerate() {
+                let cos = crate::dot(&self.vectors[i * self.dim..(i + 1) * self.dim], &q);
+                let score = cos + cfg.lexical_weight * bm25[i].0;
+                if score > slot.0 {
+                    *slot = (score, cos, bm25[i].1);
+                }
             }
         }
-        let cosines: Vec<f32> = (0..self.chunks.len()).map(similarity).collect();
-        let mut hits: Vec<Hit> = (0..self.chunks.len())
-            .map(|i| {
-                let cos = cosines[i];
+        let cosines: Vec<f32> = best.iter().map(|b| b.1).collect();
+        let mut hits: Vec<Hit> = best
+            .iter()
+            .enumerate()
+            .map(|(i, &(score, cos, bm25_rank))| {
                 let bonus = if locale.is_some_and(|l| self.chunks[i].locale == l) {
                     cfg.locale_bonus
                 } else {
@@ -286,10 +314,10 @@ impl KbIndex {
                 };
                 Hit {
                     chunk: i,
-                    score: cos + cfg.lexical_weight * bm25[i].0 + bonus,
+                    score: score + bonus,
                     similarity: cos,
                     dense_rank: None,
-                    bm25_rank: bm25[i].1,
+                    bm25_rank,
                 }
             })
             .collect();
@@ -393,6 +421,45 @@ mod tests {
         assert_eq!(r.hits[0].dense_rank, Some(3));
         // Confidence is the best hit's cosine, not its score.
         assert!((r.confidence - 0.7452).abs() < 1e-3 && r.found);
+    }
+
+    #[test]
+    fn each_chunk_scores_by_its_best_reading_of_the_question() {
+        let idx = index();
+        let cfg = RetrieveConfig {
+            lexical_weight: 0.5,
+            locale_bonus: 0.0,
+            ..RetrieveConfig::default()
+        };
+        // The shopper's words sit between returns and shipping ([0.5, 0.5, 0] normalised:
+        // cosine 0.7809 to both) and share no term with any English chunk; their
+        // translation points at shipping (cosine 0.9939) and matches its words.
+        let shopper = [0.5, 0.5, 0.0];
+        let translated = [0.0, 1.0, 0.0];
+        let alone = idx.search("包裹", &shopper, None, &cfg);
+        let both = idx.search_readings(
+            &[("包裹", &shopper), ("parcels courier", &translated)],
+            None,
+            &cfg,
+        );
+        assert_eq!(articles(&idx, &both)[0], "shipping");
+        // Shipping: its cosine is the translation's, its score adds the whole lexical weight.
+        assert!((both.hits[0].similarity - 0.9939).abs() < 1e-3, "{both:?}");
+        assert!((both.hits[0].score - (0.9939 + 0.5)).abs() < 1e-3);
+        assert_eq!(both.hits[0].bm25_rank, Some(1));
+        // Returns keeps the better of its two readings (the shopper's 0.7809, not 0.1104).
+        let returns = both
+            .hits
+            .iter()
+            .find(|h| idx.chunks()[h.chunk].article_id == "returns")
+            .unwrap();
+        assert!((returns.similarity - 0.7809).abs() < 1e-3, "{both:?}");
+        // One reading is exactly the plain search; a reading of the wrong size is ignored.
+        assert_eq!(
+            idx.search_readings(&[("包裹", &shopper), ("x", &[1.0])], None, &cfg),
+            alone
+        );
+        assert!(!idx.search_readings(&[], None, &cfg).found);
     }
 
     #[tokio::test]
