@@ -107,9 +107,11 @@ impl CatalogItem {
 }
 
 /// The contract's rule for an `item_id`, for readers that take one from elsewhere (a URL).
+/// The same rule as for every id a behaviour event carries: an item whose id an event may not
+/// name could never be viewed, carted or bought.
 pub fn check_item_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err("item_id must be 1-128 characters without control characters".into());
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c == '|') {
+        return Err("item_id must be 1-128 bytes without control characters or '|'".into());
     }
     Ok(())
 }
@@ -210,5 +212,23 @@ mod tests {
         assert!(parsed.items[0].in_stock);
         assert!(!parsed.items[1].in_stock);
         assert_eq!(parsed.items[1].text(), "Scarf. material: silk");
+    }
+
+    #[test]
+    fn an_item_id_no_event_could_name_is_a_bad_line() {
+        let parsed = parse_catalog(concat!(
+            r#"{"item_id":"ok-1","title":"Hat"}"#,
+            "\n",
+            r#"{"item_id":"sku|red","title":"Scarf"}"#,
+            "\n",
+            r#"{"item_id":"tab\tid","title":"Cap"}"#,
+        ));
+        let ids: Vec<_> = parsed.items.iter().map(|i| i.item_id.as_str()).collect();
+        assert_eq!(ids, ["ok-1"]);
+        assert_eq!(parsed.bad.len(), 2);
+        assert!(parsed.bad[0].reason.contains("'|'"), "{:?}", parsed.bad[0]);
+        let long = "x".repeat(129);
+        assert!(check_item_id(&long).is_err());
+        assert!(check_item_id(&"x".repeat(128)).is_ok());
     }
 }

@@ -211,12 +211,14 @@ impl ItemIndex {
         .map_err(RecsError::from)
     }
 
-    /// A version name for an index built now from `items` (time + content hash).
+    /// A version name for an index built now from `items` (time + content hash). The hash
+    /// covers every item's metadata, not only its id: a price or stock change is a new index.
     pub fn version_for(created_at: i64, meta: &[ItemMeta], vectors: &[f32]) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for m in meta {
-            h.update(m.item_id.as_bytes());
+            // Serialising plain data cannot fail; an empty line would still separate items.
+            h.update(serde_json::to_vec(m).unwrap_or_default());
             h.update([0]);
         }
         for x in vectors {
@@ -325,4 +327,27 @@ fn showcase_order(meta: &[ItemMeta]) -> Vec<u32> {
         depth += 1;
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metadata_change_alone_is_a_new_version() {
+        let item = |in_stock: bool, price: f64| ItemMeta {
+            item_id: "hat".into(),
+            title: "Hat".into(),
+            category: "Accessories".into(),
+            brand: None,
+            price: Some(price),
+            in_stock,
+            created_at: None,
+        };
+        let vectors = [0.6, 0.8];
+        let v = |m: ItemMeta| ItemIndex::version_for(1_700_000_000, &[m], &vectors);
+        assert_eq!(v(item(true, 20.0)), v(item(true, 20.0)));
+        assert_ne!(v(item(true, 20.0)), v(item(false, 20.0)), "stock");
+        assert_ne!(v(item(true, 20.0)), v(item(true, 25.0)), "price");
+    }
 }
