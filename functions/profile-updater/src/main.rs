@@ -11,15 +11,17 @@ use shopmind_recs::{IndexItemVectors, LiveIndexes};
 use shopmind_runtime::{finish_router, staff_only, RuntimeConfig, StaffAuth, DEFAULT_BODY_LIMIT};
 use shopmind_storage::aws::AwsStore;
 
-/// `SHOPMIND_INDEX_REFRESH_SECS` (default 60): how often the item index pointer is read.
-fn index_refresh_secs() -> Result<u64, String> {
-    match std::env::var("SHOPMIND_INDEX_REFRESH_SECS") {
-        Err(_) => Ok(60),
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("SHOPMIND_INDEX_REFRESH_SECS={v:?} must be whole seconds")),
-    }
+/// `SHOPMIND_INDEX_REFRESH_SECS` (default 60): how often the item index pointer is read;
+/// seconds, fractions allowed, 0-86400, as recommend and support read it.
+fn index_refresh() -> Result<Duration, String> {
+    shopmind_runtime::number_setting(
+        std::env::var("SHOPMIND_INDEX_REFRESH_SECS").ok(),
+        60.0,
+        0.0,
+        86_400.0,
+    )
+    .map(Duration::from_secs_f64)
+    .map_err(|v| format!("SHOPMIND_INDEX_REFRESH_SECS={v:?} must be seconds from 0 to 86400"))
 }
 
 #[tokio::main]
@@ -43,7 +45,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_query_embedder(Arc::new(EncoderQueries(encoder)))
     .with_item_vectors(Arc::new(IndexItemVectors(Arc::new(LiveIndexes::new(
         store_for_index,
-        Duration::from_secs(index_refresh_secs()?),
+        index_refresh()?,
     )))));
     let handler = Handler {
         updater: Arc::new(updater),
