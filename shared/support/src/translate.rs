@@ -52,10 +52,21 @@ pub fn language_of(locale: &str) -> Option<Language> {
     LANGUAGES.iter().copied().find(|l| l.tag == primary)
 }
 
+/// The language a chunk is written in: its locale's, unless its script says otherwise (an
+/// article without a locale is taken to be English; one written in Chinese is not).
+fn chunk_language(c: &Chunk) -> Option<Language> {
+    let cjk = writes_cjk(&c.text);
+    match language_of(&c.locale) {
+        Some(l) if l.cjk == cjk => Some(l),
+        _ if cjk => language_of("zh"),
+        _ => None,
+    }
+}
+
 /// The language most of the help centre's chunks are written in (ties: the first seen).
 pub fn kb_language(chunks: &[Chunk]) -> Option<Language> {
     let mut counts: Vec<(Language, usize)> = Vec::new();
-    for l in chunks.iter().filter_map(|c| language_of(&c.locale)) {
+    for l in chunks.iter().filter_map(chunk_language) {
         match counts.iter_mut().find(|(x, _)| *x == l) {
             Some((_, n)) => *n += 1,
             None => counts.push((l, 1)),
@@ -153,6 +164,15 @@ mod tests {
     use super::*;
 
     fn chunk(locale: &str) -> Chunk {
+        let text = if locale.starts_with("zh") {
+            "退货需要三十天"
+        } else {
+            "Returns take thirty days"
+        };
+        written(locale, text)
+    }
+
+    fn written(locale: &str, text: &str) -> Chunk {
         Chunk {
             article_id: "a".into(),
             seq: 0,
@@ -160,7 +180,7 @@ mod tests {
             heading: String::new(),
             url: None,
             locale: locale.into(),
-            text: "t".into(),
+            text: text.into(),
         }
     }
 
@@ -179,6 +199,15 @@ mod tests {
         assert_eq!(kb_language(&kb), Some(en));
         assert_eq!(kb_language(&kb[1..]), Some(zh));
         assert_eq!(kb_language(&[]), None);
+        // Chinese articles uploaded without a locale (the default is en) are Chinese.
+        let untagged = vec![written("en", "退货需要三十天"), written("en", "运费十二元")];
+        assert_eq!(kb_language(&untagged), Some(zh));
+        assert_eq!(
+            translation_target("How long do I have to return it?", Some("en"), &untagged),
+            Some(zh)
+        );
+        // Latin text under a Chinese locale says nothing about its language.
+        assert_eq!(kb_language(&[written("zh-CN", "Returns")]), None);
     }
 
     #[test]
