@@ -205,9 +205,11 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
         ("SHOPMIND_EVENT_RETENTION_DAYS", "36500".into()),
         // The composer writes the copy: the generator is exercised by the copy crate's tests.
         ("SHOPMIND_COPY_GENERATOR", "off".into()),
-        // Support answers extractively: its generated answers are tested in routes.rs, and a
-        // 1.5 GB model loading in the background would only slow the other functions here.
+        // Support answers extractively and searches as written: its generated answers and
+        // translated search are tested in routes.rs, and a 1.5 GB model loading in the
+        // background would only slow the other functions here.
         ("SHOPMIND_SUPPORT_GENERATE", "off".into()),
+        ("SHOPMIND_SUPPORT_TRANSLATE", "off".into()),
         ("SHOPMIND_COPY_QUEUE_URL", queue_url.clone()),
         // The sample events carry shopper tokens signed with this (events/README.md).
         (

@@ -124,6 +124,7 @@ async fn run(full: bool) {
             ("ORT_DYLIB_PATH", ort.to_string_lossy().into_owned()),
             // The extractive path's cold start; the generator would load beside it.
             ("SHOPMIND_SUPPORT_GENERATE", "off".into()),
+            ("SHOPMIND_SUPPORT_TRANSLATE", "off".into()),
         ]);
         let event = message_event(&id, "How many days do I have to return a dress?");
         let r = cold_start(env!("CARGO_BIN_EXE_support"), "support", &env, &event)

@@ -78,8 +78,10 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
         .arg(&data)
         .env("SHOPMIND_STAFF_TOKEN", "cli-test-staff-token")
         .env("SHOPMIND_COPY_GENERATOR", "off")
-        // Extractive: this test is about the routes, not the 1.5B model (routes.rs is).
+        // Extractive, searched as written: this test is about the routes, not the 1.5B model
+        // (routes.rs is).
         .env("SHOPMIND_SUPPORT_GENERATE", "off")
+        .env("SHOPMIND_SUPPORT_TRANSLATE", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
