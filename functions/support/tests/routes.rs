@@ -95,6 +95,9 @@ fn app_on_with(
         "SHOPMIND_SUPPORT_MAX_CHARS" => Some("500".into()),
         "SHOPMIND_SUPPORT_GENERATE" => Some(if generate { "on" } else { "off" }.into()),
         "SHOPMIND_SUPPORT_GENERATE_MS" => Some("30000".into()),
+        // Tests share one generator across threads on a small machine: the production
+        // budget of a translation would cut some of them.
+        "SHOPMIND_SUPPORT_TRANSLATE_MS" => Some("30000".into()),
         "SHOPMIND_SUPPORT_MAX_CONVERSATIONS" => Some("3".into()),
         _ => None,
     })
