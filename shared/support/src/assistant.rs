@@ -592,7 +592,7 @@ fn translate_query(
 ) -> Option<Translation> {
     // A follow-up is the previous message and this one on two lines: translated as one.
     let query = query.split('\n').collect::<Vec<_>>().join(" ");
-    let into = translation_target(&query, locale, kb.chunks())?;
+    let into = translation_target(&query, locale, kb.language())?;
     let output = translator.translate(&translation_prompt(&query, into))?;
     let text = accept_translation(&output, &query, into)?;
     let vector = encode(std::slice::from_ref(&text))?.pop()?;
@@ -717,17 +717,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_question_in_another_language_is_also_searched_translated() {
-        let chunk = |id: &str, text: &str| crate::Chunk {
+    /// One chunk of an English article.
+    fn english_chunk(id: &str, title: &str, text: &str) -> crate::Chunk {
+        crate::Chunk {
             article_id: id.into(),
             seq: 0,
-            title: id.into(),
+            title: title.into(),
             heading: String::new(),
             url: None,
             locale: "en".into(),
             text: text.into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_question_in_another_language_is_also_searched_translated() {
+        let chunk = |id: &str, text: &str| english_chunk(id, id, text);
         // 2-d embeddings by hand: the Chinese question sits nearer returns (0.8) than
         // delivery (0.6); its translation is delivery's own direction.
         let kb = KbIndex::new(
@@ -815,15 +820,11 @@ mod tests {
             0.5,
         )
         .unwrap();
-        let chunk = crate::Chunk {
-            article_id: "refunds".into(),
-            seq: 0,
-            title: "Refunds".into(),
-            heading: String::new(),
-            url: None,
-            locale: "en".into(),
-            text: "Refunds reach your card within 5 days.".into(),
-        };
+        let chunk = english_chunk(
+            "refunds",
+            "Refunds",
+            "Refunds reach your card within 5 days.",
+        );
         let kb = KbIndex::new(vec![chunk], 2, vec![0.6, 0.8]).unwrap();
         // Nearer the legal example (0.87) than the returns one, but nearer still the article
         // (0.99): the softmax says legal_complaint, the article answers it.

@@ -66,7 +66,7 @@ fn writes_chinese(text: &str) -> bool {
     han && !text.chars().any(|c| matches!(c as u32, 0x3040..=0x30FF))
 }
 
-fn numbers(text: &str) -> Vec<String> {
+pub(crate) fn numbers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for c in text.chars().chain([' ']) {

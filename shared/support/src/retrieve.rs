@@ -21,6 +21,7 @@ use shopmind_storage::BlobStore;
 use crate::bm25::Bm25;
 use crate::error::SupportError;
 use crate::kb::Chunk;
+use crate::translate::{kb_language, Language};
 
 /// The artifact kind of knowledge-base indexes (`indexes/kb/…`).
 pub const KB_KIND: &str = "kb";
@@ -77,6 +78,9 @@ pub struct KbIndex {
     #[serde(skip)]
     vectors: Vec<f32>,
     bm25: Bm25,
+    /// The language most chunks are written in, found once per index (every message asks).
+    #[serde(skip)]
+    language: Option<Language>,
 }
 
 impl KbIndex {
@@ -102,6 +106,7 @@ impl KbIndex {
         let texts: Vec<String> = chunks.iter().map(Chunk::indexed_text).collect();
         let bm25 = Bm25::build(&texts);
         Ok(Self {
+            language: kb_language(&chunks),
             chunks,
             dim,
             vectors,
@@ -188,6 +193,7 @@ impl KbIndex {
             )));
         }
         Ok(Self {
+            language: kb_language(&chunks),
             chunks,
             dim,
             vectors,
@@ -206,6 +212,11 @@ impl KbIndex {
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// The language most of the chunks are written in ([`kb_language`]).
+    pub fn language(&self) -> Option<Language> {
+        self.language
     }
 
     fn in_locale(&self, i: usize, locale: Option<&str>) -> bool {
@@ -477,6 +488,9 @@ mod tests {
         );
         let back = KbIndex::load(&store, &v).await.unwrap();
         assert_eq!(back.chunks(), idx.chunks());
+        // Three English chunks and one Chinese: English, found again on load.
+        assert_eq!(back.language().map(|l| l.tag), Some("en"));
+        assert_eq!(back.language(), idx.language());
         let q = [1.0, 0.0, 0.2];
         let cfg = RetrieveConfig::default();
         assert_eq!(

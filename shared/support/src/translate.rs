@@ -9,7 +9,7 @@
 
 use shopmind_inference::ChatMessage;
 
-use crate::grounded::writes_cjk;
+use crate::grounded::{numbers, writes_cjk};
 use crate::kb::Chunk;
 
 /// Something that translates a message (the generator behind a chat prompt); `None` when it
@@ -91,10 +91,14 @@ pub fn question_language(text: &str, locale: Option<&str>) -> Option<Language> {
     }
 }
 
-/// Into which language the question should also be read, if any: the help centre's, when the
-/// shopper wrote in another one.
-pub fn translation_target(text: &str, locale: Option<&str>, chunks: &[Chunk]) -> Option<Language> {
-    let kb = kb_language(chunks)?;
+/// Into which language the question should also be read, if any: the help centre's
+/// ([`kb_language`]), when the shopper wrote in another one.
+pub fn translation_target(
+    text: &str,
+    locale: Option<&str>,
+    kb: Option<Language>,
+) -> Option<Language> {
+    let kb = kb?;
     let asked = question_language(text, locale)?;
     (asked != kb).then_some(kb)
 }
@@ -133,12 +137,6 @@ pub fn accept_translation(output: &str, original: &str, into: Language) -> Optio
     if line.is_empty() || line == original.trim() || writes_cjk(line) != into.cjk {
         return None;
     }
-    let numbers = |t: &str| -> Vec<String> {
-        t.split(|c: char| !c.is_ascii_digit())
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
     let had = numbers(&crate::mask::fold_digits(original));
     if numbers(line).iter().any(|n| !had.contains(n)) {
         return None;
@@ -203,7 +201,11 @@ mod tests {
         let untagged = vec![written("en", "退货需要三十天"), written("en", "运费十二元")];
         assert_eq!(kb_language(&untagged), Some(zh));
         assert_eq!(
-            translation_target("How long do I have to return it?", Some("en"), &untagged),
+            translation_target(
+                "How long do I have to return it?",
+                Some("en"),
+                kb_language(&untagged)
+            ),
             Some(zh)
         );
         // Latin text under a Chinese locale says nothing about its language.
@@ -213,8 +215,9 @@ mod tests {
     #[test]
     fn a_question_is_translated_only_into_another_language_than_its_own() {
         let english_kb = vec![chunk("en"), chunk("en"), chunk("zh-CN")];
-        let target =
-            |t: &str, l: Option<&str>| translation_target(t, l, &english_kb).map(|x| x.tag);
+        let target = |t: &str, l: Option<&str>| {
+            translation_target(t, l, kb_language(&english_kb)).map(|x| x.tag)
+        };
         assert_eq!(target("我想退货，需要多少天？", Some("zh-CN")), Some("en"));
         // The script decides CJK or not; a Chinese message on an English page is Chinese.
         assert_eq!(target("我想退货，需要多少天？", Some("en")), Some("en"));
@@ -229,10 +232,14 @@ mod tests {
         assert_eq!(target("How long do I have?", Some("zh-CN")), None);
         let chinese_kb = vec![chunk("zh-CN")];
         assert_eq!(
-            translation_target("How long do I have?", Some("en"), &chinese_kb).map(|l| l.tag),
+            translation_target("How long do I have?", Some("en"), kb_language(&chinese_kb))
+                .map(|l| l.tag),
             Some("zh")
         );
-        assert_eq!(translation_target("退货", Some("zh"), &chinese_kb), None);
+        assert_eq!(
+            translation_target("退货", Some("zh"), kb_language(&chinese_kb)),
+            None
+        );
     }
 
     #[test]
