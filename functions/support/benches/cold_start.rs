@@ -80,7 +80,7 @@ async fn run(full: bool) {
     .await;
     upload_dir(
         store,
-        &models.join("sentiment-reviews-head"),
+        &models.join("sentiment-support-head"),
         "models/sentiment",
     )
     .await;

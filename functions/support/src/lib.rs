@@ -67,8 +67,8 @@ pub enum SupportFnError {
 /// | `SHOPMIND_SUPPORT_MAX_CONVERSATIONS` (kept conversations per signed-in shopper; more are 429) | 50 |
 /// | `SHOPMIND_SUPPORT_MIN_SIMILARITY` (below: not found in the KB) | the encoder manifest's `calibration.not_found_similarity`, else 0.35 |
 /// | `SHOPMIND_SUPPORT_LEXICAL_WEIGHT` (weight of BM25, relative to the query's best, beside the cosine) | 0.1 |
-/// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | 0.999 |
-/// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-reviews-head` |
+/// | `SHOPMIND_SUPPORT_NEGATIVE_ESCALATION` (negative sentiment probability that hands off) | the sentiment head's `escalation_threshold`, else 0.999 |
+/// | `SHOPMIND_SENTIMENT_MODEL` (local dir or `s3://`) | `$SHOPMIND_MODELS_DIR/sentiment-support-head` |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the KB and intents pointers are read) | 60 |
 /// | `SHOPMIND_SUPPORT_GENERATE` (`on`: the generator writes every answer from the passages, checked against them; `other-language`: only answers from an article in another script than the question, which a quote would leave untranslated; `off`: extractive; `auto`: `other-language` when the generator model is there — an `s3://` one, or a local directory with its manifest) | auto |
 /// | `SHOPMIND_SUPPORT_GENERATE_MS` (time budget of one generated answer; over it, extractive) | 15000 |
@@ -210,16 +210,14 @@ impl SupportConfig {
             0.0,
             10.0,
         )? as f32;
-        assistant.negative_escalation = num(
-            "SHOPMIND_SUPPORT_NEGATIVE_ESCALATION",
-            f64::from(assistant.negative_escalation),
-            0.5,
-            1.0,
-        )? as f32;
+        assistant.negative_escalation = match get("SHOPMIND_SUPPORT_NEGATIVE_ESCALATION") {
+            None => None,
+            Some(_) => Some(num("SHOPMIND_SUPPORT_NEGATIVE_ESCALATION", 0.0, 0.5, 1.0)? as f32),
+        };
         let models_dir =
             PathBuf::from(get("SHOPMIND_MODELS_DIR").unwrap_or_else(|| "models".into()));
         let sentiment_model = match get("SHOPMIND_SENTIMENT_MODEL") {
-            None => ModelRef::Local(models_dir.join("sentiment-reviews-head")),
+            None => ModelRef::Local(models_dir.join("sentiment-support-head")),
             Some(v) => v.parse().map_err(|_| SupportFnError::Config {
                 name: "SHOPMIND_SENTIMENT_MODEL",
                 value: v,

@@ -116,7 +116,7 @@ fn app_on_with(
     };
     assert!(matches!(
         state.config.sentiment_model,
-        ModelRef::Local(ref p) if p.ends_with("sentiment-reviews-head")
+        ModelRef::Local(ref p) if p.ends_with("sentiment-support-head")
     ));
     shopmind_runtime::finish_router(router(state), shopmind_runtime::DEFAULT_BODY_LIMIT)
 }
@@ -429,6 +429,26 @@ async fn an_angry_shopper_is_handed_off() {
     )
     .await;
     assert_eq!(r["sentiment"]["label"], "positive", "{r}");
+    // Upset about the service rather than a product, and a calm question about a fault (a
+    // head that learnt from reviews alone read the second as negative).
+    let id = conversation(&app, None).await;
+    let (_, r) = say(
+        &app,
+        &id,
+        "I'm so fed up with you people, nobody has answered me about my missing parcel in a week. This is a joke!",
+        None,
+    )
+    .await;
+    assert_eq!(r["escalation_reason"], "negative_sentiment", "{r}");
+    let id = conversation(&app, None).await;
+    let (_, r) = say(
+        &app,
+        &id,
+        "My kettle stopped working after a month, how do I return it?",
+        None,
+    )
+    .await;
+    assert_ne!(r["escalation_reason"], "negative_sentiment", "{r}");
 }
 
 #[tokio::test]

@@ -35,7 +35,45 @@ pub struct GenerateArgs {
     temperature: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Run every prompt of a JSONL file instead (one object per line: `id`, `prompt`,
+    /// optional `system`; --chat applies to each) and write one JSON line per prompt to
+    /// stdout (`id`, `text`, `finish`, `generated_tokens`): the model loads once.
+    #[arg(long, conflicts_with = "prompt")]
+    batch: Option<PathBuf>,
+    /// With --batch: how many prompts decode together (rows of one batch).
+    #[arg(long, default_value_t = 4, requires = "batch")]
+    rows: usize,
+    #[arg(required_unless_present = "batch")]
+    prompt: Option<String>,
+}
+
+/// One line of a `--batch` file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchPrompt {
+    id: serde_json::Value,
     prompt: String,
+    #[serde(default)]
+    system: Option<String>,
+}
+
+fn chat_prompt(
+    generator: &shopmind_inference::Generator,
+    system: Option<String>,
+    user: String,
+) -> Result<String, CliError> {
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: system,
+        });
+    }
+    messages.push(ChatMessage {
+        role: "user".into(),
+        content: user,
+    });
+    Ok(generator.render_chat(&messages)?)
 }
 
 pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<(), CliError> {
@@ -44,11 +82,16 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
         None => inference.generator_model.clone(),
     };
     let threads = args.threads.unwrap_or(inference.encoder.intra_threads);
-    if threads == 0 || args.max_tokens == 0 {
+    if threads == 0 || args.max_tokens == 0 || args.rows == 0 {
         return Err(CliError::Generate(
-            "--threads and --max-tokens must be at least 1".into(),
+            "--threads, --max-tokens and --rows must be at least 1".into(),
         ));
     }
+    // Read the whole batch before the model loads, so a bad line fails fast.
+    let batch = match &args.batch {
+        Some(path) => Some(read_batch(path)?),
+        None => None,
+    };
     let loading = Instant::now();
     let mut config = inference;
     config.generator_model = model_ref;
@@ -56,22 +99,6 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
     let generator = LazyGenerator::new(&config).get().await?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
 
-    let prompt = if args.chat {
-        let mut messages = Vec::new();
-        if let Some(system) = args.system {
-            messages.push(ChatMessage {
-                role: "system".into(),
-                content: system,
-            });
-        }
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: args.prompt,
-        });
-        generator.render_chat(&messages)?
-    } else {
-        args.prompt
-    };
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
         decoding: match args.temperature {
@@ -84,6 +111,15 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
             _ => Decoding::Greedy,
         },
         ..GenerateOptions::default()
+    };
+    if let Some(batch) = batch {
+        return run_batch(generator, batch, args.chat, args.system, args.rows, opts).await;
+    }
+    let text = args.prompt.unwrap_or_default();
+    let prompt = if args.chat {
+        chat_prompt(&generator, args.system, text)?
+    } else {
+        text
     };
     let out = tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
@@ -114,6 +150,70 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
         threads,
         load_ms,
     );
+    Ok(())
+}
+
+fn read_batch(path: &std::path::Path) -> Result<Vec<BatchPrompt>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        what: "could not read the batch file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| CliError::Generate(format!("{} line {}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// Generates every prompt of a batch file, `rows` at a time, one JSON line each on stdout.
+async fn run_batch(
+    generator: std::sync::Arc<shopmind_inference::Generator>,
+    batch: Vec<BatchPrompt>,
+    chat: bool,
+    default_system: Option<String>,
+    rows: usize,
+    opts: GenerateOptions,
+) -> Result<(), CliError> {
+    let total = batch.len();
+    let mut done = 0;
+    let mut items = batch.into_iter().peekable();
+    while items.peek().is_some() {
+        let group: Vec<BatchPrompt> = items.by_ref().take(rows).collect();
+        let prompts = group
+            .iter()
+            .map(|p| {
+                if chat {
+                    let system = p.system.clone().or_else(|| default_system.clone());
+                    chat_prompt(&generator, system, p.prompt.clone())
+                } else {
+                    Ok(p.prompt.clone())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let g = generator.clone();
+        let o = opts.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+            g.generate(&refs, &o, &mut |_, _| {})
+        })
+        .await
+        .map_err(|e| CliError::Generate(format!("the generation task failed: {e}")))??;
+        for (p, g) in group.iter().zip(out) {
+            let line = serde_json::json!({
+                "id": p.id,
+                "text": g.text,
+                "finish": g.finish,
+                "generated_tokens": g.tokens.len(),
+            });
+            println!("{line}");
+        }
+        done += group.len();
+        eprintln!("generate: {done}/{total}");
+    }
     Ok(())
 }
 

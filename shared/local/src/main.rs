@@ -128,6 +128,10 @@ enum EvalCommand {
         /// The BANKING77 folder (train.csv, test.csv; columns text, category).
         #[arg(long, default_value = "../shared/data/banking77")]
         banking77: PathBuf,
+        /// Instead: compare the intent head's training settings on BANKING77's train split
+        /// alone (every tenth row held out), for choosing its defaults.
+        #[arg(long)]
+        tune_intent: bool,
     },
     /// Support end to end on one help centre (articles, intents, questions with the article
     /// and facts each answer must carry): citation hit@1, fact recall, handoffs, latency.
@@ -225,7 +229,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 },
         } => eval_recs(&dataset, &out, holdout, theta.as_deref(), inference).await,
         Command::Eval {
-            what: EvalCommand::Support { banking77 },
+            what:
+                EvalCommand::Support {
+                    banking77,
+                    tune_intent: true,
+                },
+        } => tune_intent(&banking77, inference).await,
+        Command::Eval {
+            what: EvalCommand::Support { banking77, .. },
         } => eval_support(&banking77, inference).await,
         Command::Eval {
             what: EvalCommand::Helpcentre(args),
@@ -479,6 +490,47 @@ async fn eval_recs(
     Ok(())
 }
 
+async fn tune_intent(
+    banking77: &std::path::Path,
+    inference: InferenceConfig,
+) -> Result<(), CliError> {
+    let encoder = LazyEncoder::new(inference).get().await?;
+    let base = shopmind_support::TrainConfig::default();
+    let mut grid = Vec::new();
+    for input_scale in [5.0, 10.0, 20.0, 30.0] {
+        for epochs in [40, 80] {
+            for l2 in [1e-5, 1e-6] {
+                grid.push(shopmind_support::TrainConfig {
+                    input_scale,
+                    epochs,
+                    l2,
+                    ..base
+                });
+            }
+        }
+    }
+    let dir = banking77.to_owned();
+    let rows = tokio::task::spawn_blocking(move || {
+        shopmind_support::eval::tune_intent_head(&dir, encoder, &grid, &mut |what, done, total| {
+            eprintln!("[eval] {what}: {done}/{total}");
+        })
+    })
+    .await
+    .map_err(|e| CliError::Eval(e.to_string()))?
+    .map_err(|e| CliError::Eval(e.to_string()))?;
+    println!(
+        "\n| input scale | epochs | L2 | held-out train accuracy |\n| --- | --- | --- | --- |"
+    );
+    for (c, acc) in rows {
+        let mark = if c == base { " (default)" } else { "" };
+        println!(
+            "| {} | {} | {:e} | {acc:.4}{mark} |",
+            c.input_scale, c.epochs, c.l2
+        );
+    }
+    Ok(())
+}
+
 async fn eval_support(
     banking77: &std::path::Path,
     inference: InferenceConfig,
@@ -555,13 +607,13 @@ async fn eval_support(
         "\n| sentiment ({} held-out reviews) | accuracy | balanced accuracy |\n| --- | --- | --- |\n| linear head (ours) | {:.4} | {:.4} |\n| majority class (baseline) | {:.4} | 0.5000 |",
         r.reviews, r.accuracy, r.balanced_accuracy, r.majority
     );
-    let threshold = sentiment_cfg.assistant.negative_escalation;
-    let (dir, enc) = (banking77.to_owned(), encoder.clone());
+    let threshold = sentiment_cfg.assistant.negative_bar(Some(&head));
+    let (dir, enc, head_for_neutral) = (banking77.to_owned(), encoder.clone(), head.clone());
     let (n, share) = tokio::task::spawn_blocking(move || {
         shopmind_support::eval::neutral_flagged_upset(
             &dir,
             enc,
-            &head,
+            &head_for_neutral,
             threshold,
             &mut |_, _, _| {},
         )
@@ -572,6 +624,28 @@ async fn eval_support(
     println!(
         "\nneutral questions handed off as upset (BANKING77 test, {n}; negative ≥ {threshold}): {share:.4}"
     );
+    // Upset support messages (generated rewrites of BANKING77 test questions; see
+    // infra/eval/upset/README.md) and their calm Chinese counterparts.
+    let labelled = std::path::Path::new("infra/eval/upset/test.jsonl");
+    if labelled.is_file() {
+        let (path, enc) = (labelled.to_owned(), encoder.clone());
+        let figures = tokio::task::spawn_blocking(move || {
+            shopmind_support::eval::upset_figures(&path, enc, &head, threshold, &mut |_, _, _| {})
+        })
+        .await
+        .map_err(|e| CliError::Eval(e.to_string()))?
+        .map_err(|e| CliError::Eval(e.to_string()))?;
+        println!(
+            "\n| {} (negative ≥ {threshold}) | messages | handed off as upset |\n| --- | --- | --- |",
+            labelled.display()
+        );
+        for f in figures {
+            println!(
+                "| {} {} | {} | {:.4} |",
+                f.label, f.lang, f.messages, f.flagged
+            );
+        }
+    }
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }

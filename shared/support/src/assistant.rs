@@ -22,11 +22,27 @@ use crate::translate::{
     accept_translation, translation_prompt, translation_target, Language, Translator,
 };
 
+/// The upset bar for a sentiment head that carries no calibrated threshold of its own. The
+/// first shipped head learnt from product reviews only, where calm questions about returns or
+/// faults read negative; on BANKING77's train questions (calm; its test split is the
+/// evaluation) 0.995 flagged 10.1% as upset, 0.998 6.0%, 0.999 4.1%.
+pub const NEGATIVE_ESCALATION_FALLBACK: f32 = 0.999;
+
+impl AssistantConfig {
+    /// The upset bar in force with `head` as the sentiment head.
+    pub fn negative_bar(&self, head: Option<&LinearHead>) -> f32 {
+        self.negative_escalation
+            .or_else(|| head.and_then(|h| h.escalation_threshold))
+            .unwrap_or(NEGATIVE_ESCALATION_FALLBACK)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssistantConfig {
     pub retrieve: RetrieveConfig,
-    /// A negative sentiment at or above this probability hands off.
-    pub negative_escalation: f32,
+    /// A negative sentiment at or above this probability hands off (None: the sentiment
+    /// head's own calibrated threshold, else [`NEGATIVE_ESCALATION_FALLBACK`]).
+    pub negative_escalation: Option<f32>,
     /// The same question this many times (this one included) hands off.
     pub repeat_limit: usize,
     pub max_answer_chars: usize,
@@ -62,11 +78,7 @@ impl Default for AssistantConfig {
     fn default() -> Self {
         Self {
             retrieve: RetrieveConfig::default(),
-            // The head learnt from product reviews, where calm questions about returns or
-            // faults read negative. Chosen on BANKING77's train questions (calm banking
-            // questions; its test split is the evaluation): 0.995 flagged 10.1% as upset,
-            // 0.998 6.0%, 0.999 4.1%.
-            negative_escalation: 0.999,
+            negative_escalation: None,
             repeat_limit: 3,
             max_answer_chars: 600,
             handoff_message: "I'm passing this conversation to our support team. A person will \
@@ -474,7 +486,8 @@ pub fn respond(
         Some(EscalationReason::AskedForHuman)
     } else if intent.handoff && handoff_outweighs_kb {
         Some(EscalationReason::IntentHandoff)
-    } else if sentiment.label == "negative" && sentiment.score >= cfg.negative_escalation {
+    } else if sentiment.label == "negative" && sentiment.score >= cfg.negative_bar(models.sentiment)
+    {
         Some(EscalationReason::NegativeSentiment)
     } else if repeats + 1 >= cfg.repeat_limit {
         Some(EscalationReason::RepeatedQuestion)
@@ -863,5 +876,52 @@ mod tests {
         // With no knowledge base to compare with, the intent decides.
         let r = ask(&AssistantConfig::default(), None);
         assert_eq!(r.escalation_reason, Some(EscalationReason::IntentHandoff));
+    }
+
+    #[test]
+    fn the_upset_bar_is_the_config_s_then_the_head_s_then_the_fallback() {
+        // p(negative) = softmax(1, 0) = 0.731 for this message.
+        let mut head = LinearHead {
+            labels: vec!["negative".into(), "positive".into()],
+            dim: 2,
+            input_scale: 1.0,
+            weights: vec![1.0, 0.0, 0.0, 0.0],
+            bias: vec![0.0, 0.0],
+            escalation_threshold: Some(0.7),
+        };
+        let message = [1.0, 0.0];
+        let ask = |cfg: &AssistantConfig, head: &LinearHead| {
+            let models = Models {
+                kb: None,
+                intents: None,
+                sentiment: Some(head),
+                writer: None,
+                translator: None,
+            };
+            let q = Question {
+                text: "where is my parcel",
+                message_vector: &message,
+                query: "where is my parcel",
+                query_vector: &message,
+                locale: Some("en"),
+            };
+            respond(models, cfg, q, &[], &mut |_| None).escalation_reason
+        };
+        let mut cfg = AssistantConfig::default();
+        assert_eq!(ask(&cfg, &head), Some(EscalationReason::NegativeSentiment));
+        // The deployment's setting wins over the head's calibration.
+        cfg.negative_escalation = Some(0.9);
+        assert_eq!(
+            ask(&cfg, &head),
+            Some(EscalationReason::NotFoundInKnowledgeBase)
+        );
+        // A head without a threshold of its own gets the reviews head's 0.999.
+        cfg.negative_escalation = None;
+        head.escalation_threshold = None;
+        assert_eq!(cfg.negative_bar(Some(&head)), NEGATIVE_ESCALATION_FALLBACK);
+        assert_eq!(
+            ask(&cfg, &head),
+            Some(EscalationReason::NotFoundInKnowledgeBase)
+        );
     }
 }

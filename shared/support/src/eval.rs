@@ -331,6 +331,110 @@ pub fn neutral_flagged_upset(
     Ok((texts.len(), flagged as f64 / texts.len().max(1) as f64))
 }
 
+/// The intent head's training settings compared on BANKING77's *train* split alone: every
+/// tenth train row is held out and asked, the rest are the exemplars. The test split is never
+/// read, so a default chosen here is not tuned on the figure the README reports.
+pub fn tune_intent_head(
+    dir: &Path,
+    encoder: Arc<Encoder>,
+    configs: &[TrainConfig],
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<(TrainConfig, f64)>, SupportError> {
+    let rows = load(&dir.join("train.csv"))?;
+    let (held, kept): (Vec<_>, Vec<_>) = rows.iter().enumerate().partition(|(i, _)| i % 10 == 9);
+    let kept: Vec<Exemplar> = kept.into_iter().map(|(_, e)| e.clone()).collect();
+    let held: Vec<&Exemplar> = held.into_iter().map(|(_, e)| e).collect();
+    let dim = encoder.dimension();
+    let catalog = IntentCatalog::from_exemplars(&kept, &Default::default());
+    let exemplars = catalog.exemplars();
+    let texts: Vec<&str> = exemplars.iter().map(|e| e.text.as_str()).collect();
+    let xtr = embed(&encoder, &texts, "embedding exemplars", progress)?;
+    let texts: Vec<&str> = held.iter().map(|e| e.text.as_str()).collect();
+    let xho = embed(&encoder, &texts, "embedding held-out train rows", progress)?;
+    configs
+        .iter()
+        .map(|cfg| {
+            let model = IntentModel::train(&catalog, &xtr, dim, cfg, 0.0)?;
+            let correct = held
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| model.classify(&xho[i * dim..(i + 1) * dim]).name == e.intent)
+                .count();
+            Ok((*cfg, correct as f64 / held.len().max(1) as f64))
+        })
+        .collect()
+}
+
+/// One labelled support message of `infra/eval/upset/*.jsonl`.
+#[derive(Debug, serde::Deserialize)]
+struct LabelledMessage {
+    text: String,
+    /// `upset` or `calm`.
+    label: String,
+    lang: String,
+}
+
+/// Per label and language of a labelled message set: how many messages, and the share the
+/// head hands off as upset at `threshold` (for `upset` rows that is the share caught).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpsetFigure {
+    pub label: String,
+    pub lang: String,
+    pub messages: usize,
+    pub flagged: f64,
+}
+
+pub fn upset_figures(
+    path: &Path,
+    encoder: Arc<Encoder>,
+    head: &crate::head::LinearHead,
+    threshold: f32,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<UpsetFigure>, SupportError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SupportError::Invalid(format!("{}: {e}", path.display())))?;
+    let rows = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let m: LabelledMessage = serde_json::from_str(l).map_err(|e| {
+                SupportError::Invalid(format!("{} line {}: {e}", path.display(), i + 1))
+            })?;
+            if m.label != "upset" && m.label != "calm" {
+                return Err(SupportError::Invalid(format!(
+                    "{} line {}: label {:?} is neither upset nor calm",
+                    path.display(),
+                    i + 1,
+                    m.label
+                )));
+            }
+            Ok(m)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts: Vec<&str> = rows.iter().map(|m| m.text.as_str()).collect();
+    let x = embed(&encoder, &texts, "embedding labelled messages", progress)?;
+    let dim = encoder.dimension();
+    let mut groups: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for (i, m) in rows.iter().enumerate() {
+        let flagged = head
+            .predict(&x[i * dim..(i + 1) * dim])
+            .is_some_and(|(label, p)| label == "negative" && p >= threshold);
+        let g = groups.entry((m.label.clone(), m.lang.clone())).or_default();
+        g.0 += 1;
+        g.1 += usize::from(flagged);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((label, lang), (n, f))| UpsetFigure {
+            label,
+            lang,
+            messages: n,
+            flagged: f as f64 / n.max(1) as f64,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::read_csv;

@@ -23,6 +23,10 @@ pub struct LinearHead {
     /// One row of `dim` weights per label.
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
+    /// Support: the `negative` probability at or above which a message counts as upset,
+    /// measured with the head when it was trained (a head's probabilities are its own scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_threshold: Option<f32>,
 }
 
 impl LinearHead {
@@ -39,6 +43,13 @@ impl LinearHead {
                 self.bias.len(),
                 self.dim
             ));
+        }
+        if let Some(t) = self.escalation_threshold {
+            if !(t > 0.0 && t <= 1.0) {
+                return bad(format!(
+                    "escalation threshold {t} is not a probability in (0, 1]"
+                ));
+            }
         }
         if !self.input_scale.is_finite()
             || self
@@ -215,6 +226,7 @@ pub fn train(
         input_scale: cfg.input_scale,
         weights: w,
         bias: b,
+        escalation_threshold: None,
     };
     head.validate()?;
     Ok(head)
@@ -272,6 +284,10 @@ mod tests {
         assert!(train(&[1.0, 0.0], 2, &[2], labels.clone(), &cfg).is_err());
         assert!(train(&[1.0, 0.0], 2, &[0], vec!["a".into()], &cfg).is_err());
         let mut head = train(&[1.0, 0.0, 0.0, 1.0], 2, &[0, 1], labels, &cfg).unwrap();
+        head.escalation_threshold = Some(1.5);
+        assert!(head.validate().is_err());
+        head.escalation_threshold = Some(0.97);
+        assert!(head.validate().is_ok());
         head.bias.pop();
         assert!(head.validate().is_err());
         let dir = tempfile::tempdir().unwrap();
