@@ -89,7 +89,7 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
     }
     // Read the whole batch before the model loads, so a bad line fails fast.
     let batch = match &args.batch {
-        Some(path) => Some(read_batch(path)?),
+        Some(path) => Some(read_batch(path, args.chat)?),
         None => None,
     };
     let loading = Instant::now();
@@ -153,20 +153,34 @@ pub async fn generate(args: GenerateArgs, inference: InferenceConfig) -> Result<
     Ok(())
 }
 
-fn read_batch(path: &std::path::Path) -> Result<Vec<BatchPrompt>, CliError> {
+fn read_batch(path: &std::path::Path, chat: bool) -> Result<Vec<BatchPrompt>, CliError> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
         what: "could not read the batch file",
         path: path.display().to_string(),
         source,
     })?;
-    text.lines()
+    let at = |i: usize, why: String| {
+        CliError::Generate(format!("{} line {}: {why}", path.display(), i + 1))
+    };
+    let prompts = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| CliError::Generate(format!("{} line {}: {e}", path.display(), i + 1)))
+            let p: BatchPrompt = serde_json::from_str(l).map_err(|e| at(i, e.to_string()))?;
+            if p.system.is_some() && !chat {
+                return Err(at(i, "a system message needs --chat".into()));
+            }
+            Ok(p)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if prompts.is_empty() {
+        return Err(CliError::Generate(format!(
+            "{} holds no prompts",
+            path.display()
+        )));
+    }
+    Ok(prompts)
 }
 
 /// Generates every prompt of a batch file, `rows` at a time, one JSON line each on stdout.
@@ -202,6 +216,7 @@ async fn run_batch(
         })
         .await
         .map_err(|e| CliError::Generate(format!("the generation task failed: {e}")))??;
+        let mut stdout = std::io::stdout().lock();
         for (p, g) in group.iter().zip(out) {
             let line = serde_json::json!({
                 "id": p.id,
@@ -209,8 +224,12 @@ async fn run_batch(
                 "finish": g.finish,
                 "generated_tokens": g.tokens.len(),
             });
-            println!("{line}");
+            // A closed pipe ends the run with an error rather than a panic.
+            writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .map_err(|e| CliError::Generate(format!("could not write the results: {e}")))?;
         }
+        drop(stdout);
         done += group.len();
         eprintln!("generate: {done}/{total}");
     }

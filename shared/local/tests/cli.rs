@@ -274,3 +274,68 @@ fn aws_init_creates_tables_once_against_the_emulator() {
     let second = run();
     assert!(String::from_utf8_lossy(&second.stdout).contains("already exist"));
 }
+
+#[test]
+fn generate_batch_answers_every_prompt_in_order_and_refuses_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompts.jsonl");
+    let model = models_dir().join("smollm2-135m-instruct");
+    let run = |lines: &str, chat: bool| {
+        std::fs::write(&file, lines).unwrap();
+        let mut cmd = shopmind();
+        cmd.args(["generate", "--model"])
+            .arg(&model)
+            .args(["--max-tokens", "3", "--rows", "2", "--batch"])
+            .arg(&file);
+        if chat {
+            cmd.arg("--chat");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(
+        "{\"id\": \"a\", \"prompt\": \"Say hi.\"}\n\n{\"id\": 2, \"prompt\": \"Count to three.\", \"system\": \"Be brief.\"}\n{\"id\": \"c\", \"prompt\": \"Name a colour.\"}\n",
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Three prompts over two batches (2 + 1 rows), in the file's order, ids as given.
+    assert_eq!(
+        lines.iter().map(|l| l["id"].clone()).collect::<Vec<_>>(),
+        vec![
+            serde_json::json!("a"),
+            serde_json::json!(2),
+            serde_json::json!("c")
+        ]
+    );
+    for l in &lines {
+        assert!(l["text"].is_string(), "{l}");
+        assert!(l["generated_tokens"].as_u64().unwrap() <= 3, "{l}");
+    }
+    // Refused before the model loads, naming the line.
+    let out = run("{\"id\": 1, \"prompt\": \"ok\"}\n{\"id\": 2}\n", true);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        "{\"id\": 1, \"prompt\": \"ok\", \"system\": \"s\"}\n",
+        false,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --chat"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("\n", true);
+    assert!(!out.status.success());
+}
