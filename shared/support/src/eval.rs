@@ -309,6 +309,12 @@ pub fn evaluate_sentiment(
     })
 }
 
+/// The assistant's sentiment rule: the head's label is negative at `threshold` or above.
+fn hands_off_as_upset(head: &crate::head::LinearHead, x: &[f32], threshold: f32) -> bool {
+    head.predict(x)
+        .is_some_and(|(label, p)| label == "negative" && p >= threshold)
+}
+
 /// Share of BANKING77's test questions — shoppers asking calmly, whatever the topic — that
 /// `head` calls negative at or above `threshold` (what would hand them off as upset).
 pub fn neutral_flagged_upset(
@@ -323,10 +329,7 @@ pub fn neutral_flagged_upset(
     let x = embed(&encoder, &texts, "embedding neutral questions", progress)?;
     let dim = encoder.dimension();
     let flagged = (0..texts.len())
-        .filter(|&i| {
-            head.predict(&x[i * dim..(i + 1) * dim])
-                .is_some_and(|(label, p)| label == "negative" && p >= threshold)
-        })
+        .filter(|&i| hands_off_as_upset(head, &x[i * dim..(i + 1) * dim], threshold))
         .count();
     Ok((texts.len(), flagged as f64 / texts.len().max(1) as f64))
 }
@@ -417,9 +420,7 @@ pub fn upset_figures(
     let dim = encoder.dimension();
     let mut groups: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
     for (i, m) in rows.iter().enumerate() {
-        let flagged = head
-            .predict(&x[i * dim..(i + 1) * dim])
-            .is_some_and(|(label, p)| label == "negative" && p >= threshold);
+        let flagged = hands_off_as_upset(head, &x[i * dim..(i + 1) * dim], threshold);
         let g = groups.entry((m.label.clone(), m.lang.clone())).or_default();
         g.0 += 1;
         g.1 += usize::from(flagged);
