@@ -49,10 +49,11 @@ async fn only_missing_and_stale_jobs_are_queued_and_the_worker_drains_them() {
             &Review {
                 decision: Decision::Approve,
                 text: None,
-                reviewer: "ana".into(),
+                reviewer: Some("ana".into()),
                 variant: None,
                 note: None,
             },
+            "staff:ana",
         )
         .await
         .unwrap();

@@ -3,10 +3,15 @@
 //! - `POST /v1/copy` `{product, channel, locale, tone?, audience?, max_chars?, variants?}` →
 //!   the stored draft (pending_review) with its variants, each with a validation report;
 //!   `outcome` says whether it was created, regenerated, unchanged or kept (approved/edited)
-//! - `GET /v1/copy/drafts?status=&cursor=&limit=` → one page of drafts with that status
 //! - `GET /v1/copy/drafts/{product_id}/{channel}/{locale}` → one draft with its audit trail
+//! - `GET /v1/copy/drafts?status=&channel=&locale=&cursor=&limit=` → one page of drafts
 //! - `POST /v1/copy/drafts/{product_id}/{channel}/{locale}/review`
-//!   `{decision: approve|reject|edit, text?, reviewer, variant?, note?}`
+//!   `{decision: approve|reject|edit, text?, reviewer?, variant?, note?}`; the audit trail
+//!   records the authenticated caller
+//! - `POST /v1/copy/drafts/{product_id}/{channel}/{locale}/check` `{text}` → the validator's
+//!   report on an edit, changing nothing (the console runs it as the reviewer types)
+//! - `POST /v1/copy/drafts/review` `{drafts: [{product_id, channel, locale}], decision:
+//!   approve, note?}` → each draft's outcome (bulk approve)
 //!
 //! and SQS batches of copy jobs from the copy-scheduler (each body a `POST /v1/copy` request),
 //! with partial batch failures.
@@ -141,7 +146,7 @@ pub struct CopyState {
 
 /// Every route this function serves (method, path); checked against `infra/openapi.yaml`
 /// and the template by `infra/scripts/check_template.py`.
-pub const ROUTES: [(&str, &str); 4] = [
+pub const ROUTES: [(&str, &str); 6] = [
     ("POST", "/v1/copy"),
     ("GET", "/v1/copy/drafts"),
     ("GET", "/v1/copy/drafts/{product_id}/{channel}/{locale}"),
@@ -149,7 +154,15 @@ pub const ROUTES: [(&str, &str); 4] = [
         "POST",
         "/v1/copy/drafts/{product_id}/{channel}/{locale}/review",
     ),
+    (
+        "POST",
+        "/v1/copy/drafts/{product_id}/{channel}/{locale}/check",
+    ),
+    ("POST", "/v1/copy/drafts/review"),
 ];
+
+/// The most drafts one bulk review takes.
+pub const MAX_BULK: usize = 50;
 
 /// The routes, without the staff guard (see [`shopmind_runtime::staff_only`]).
 pub fn router(state: CopyState) -> Router {
@@ -158,6 +171,8 @@ pub fn router(state: CopyState) -> Router {
         .route(ROUTES[1].1, get(list))
         .route(ROUTES[2].1, get(read))
         .route(ROUTES[3].1, post(review))
+        .route(ROUTES[4].1, post(check))
+        .route(ROUTES[5].1, post(bulk_review))
         .with_state(state)
 }
 
@@ -218,6 +233,8 @@ async fn generate(
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
+    channel: Option<String>,
+    locale: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -232,9 +249,13 @@ async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::unprocessable("limit must be from 1 to 100"));
     }
+    let filter = shopmind_copy::DraftFilter {
+        channel: q.channel.filter(|c| !c.is_empty()),
+        locale: q.locale.filter(|l| !l.is_empty()),
+    };
     let (drafts, next) = state
         .service
-        .list(status, q.cursor.as_deref(), limit)
+        .list(status, &filter, q.cursor.as_deref(), limit)
         .await
         .map_err(api_error)?;
     let drafts: Vec<Value> = drafts
@@ -273,17 +294,104 @@ async fn read(
 
 async fn review(
     State(state): State<CopyState>,
+    identity: Option<Extension<StaffIdentity>>,
     Path((product_id, channel, locale)): Path<(String, String, String)>,
     Json(review): Json<Review>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let key = key_from_parts(&product_id, &channel, &locale).map_err(api_error)?;
     let (draft, version) = state
         .service
-        .review(&key, &review)
+        .review(&key, &review, &actor(identity))
         .await
         .map_err(api_error)?;
     tracing::info!(product = %draft.product_id, status = ?draft.status, "draft reviewed");
     Ok(axum::Json(json!({ "version": version, "draft": draft })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    text: String,
+}
+
+async fn check(
+    State(state): State<CopyState>,
+    Path((product_id, channel, locale)): Path<(String, String, String)>,
+    Json(body): Json<CheckBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = key_from_parts(&product_id, &channel, &locale).map_err(api_error)?;
+    let report = state
+        .service
+        .check(&key, &body.text)
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!({ "validation": report })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftRef {
+    product_id: String,
+    channel: String,
+    locale: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    drafts: Vec<DraftRef>,
+    decision: shopmind_copy::Decision,
+    reviewer: Option<String>,
+    note: Option<String>,
+}
+
+/// Approves several drafts at once; each succeeds or fails on its own (one reviewed
+/// meanwhile is a conflict for that one only).
+async fn bulk_review(
+    State(state): State<CopyState>,
+    identity: Option<Extension<StaffIdentity>>,
+    Json(body): Json<BulkBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if body.decision != shopmind_copy::Decision::Approve {
+        return Err(ApiError::unprocessable(
+            "bulk review only approves; reject and edit one draft at a time",
+        ));
+    }
+    if body.drafts.is_empty() || body.drafts.len() > MAX_BULK {
+        return Err(ApiError::unprocessable(format!(
+            "drafts must list 1 to {MAX_BULK} drafts"
+        )));
+    }
+    let actor = actor(identity);
+    let review = Review {
+        decision: body.decision,
+        text: None,
+        reviewer: body.reviewer,
+        variant: None,
+        note: body.note,
+    };
+    let mut results = Vec::with_capacity(body.drafts.len());
+    for d in &body.drafts {
+        let outcome = match key_from_parts(&d.product_id, &d.channel, &d.locale) {
+            Ok(key) => state.service.review(&key, &review, &actor).await,
+            Err(e) => Err(e),
+        };
+        let mut r = json!({ "product_id": d.product_id, "channel": d.channel, "locale": d.locale });
+        match outcome {
+            Ok((draft, version)) => {
+                r["status"] = json!(draft.status);
+                r["version"] = json!(version);
+            }
+            Err(e) => {
+                let e = api_error(e);
+                r["error"] =
+                    json!({ "status": e.status.as_u16(), "code": e.code, "message": e.message });
+            }
+        }
+        results.push(r);
+    }
+    tracing::info!(drafts = results.len(), "bulk review");
+    Ok(axum::Json(json!({ "results": results })))
 }
 
 /// The SQS side: each record is one copy job.

@@ -176,6 +176,42 @@ async fn review_state_machine_and_unchanged_products() {
     assert_eq!(v["version"].as_u64(), Some(version));
 
     let review = "/v1/copy/drafts/hose-fitting/social_post/en/review";
+    // The console's check as the reviewer types: the same findings an edit would be refused
+    // for, and nothing changes.
+    let check = "/v1/copy/drafts/hose-fitting/social_post/en/check";
+    let (s, v) = call(
+        &app,
+        "POST",
+        check,
+        Some(json!({"text": "The best copper fitting, guaranteed for 10 years."})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["validation"]["passed"], false, "{v}");
+    let rules: Vec<&str> = v["validation"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert!(!rules.is_empty(), "{v}");
+    let (s, v) = call(&app, "POST", check, Some(json!({"text": GOOD}))).await;
+    assert_eq!(
+        (s, &v["validation"]["passed"]),
+        (StatusCode::OK, &json!(true)),
+        "{v}"
+    );
+    let (s, _) = call(&app, "POST", check, Some(json!({"text": "  "}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/copy/drafts/nope/social_post/en/check",
+        Some(json!({"text": GOOD})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
     // An edit that invents a fact is refused with the reason, and changes nothing.
     let (s, v) = call(
         &app,
@@ -208,7 +244,9 @@ async fn review_state_machine_and_unchanged_products() {
         .map(|a| a["action"].as_str().unwrap())
         .collect();
     assert_eq!(audit, vec!["generated", "approved"]);
-    assert_eq!(v["draft"]["audit"][1]["actor"], "ana");
+    // Who is recorded is who signed in; the name given is kept beside it.
+    assert_eq!(v["draft"]["audit"][1]["actor"], "local-token");
+    assert_eq!(v["draft"]["audit"][1]["reviewer"], "ana");
 
     // Changed attributes do not overwrite an approved draft.
     let changed = json!({"material": "brass", "thread": "9/16 inch"});
@@ -321,6 +359,88 @@ async fn drafts_are_listed_across_pages() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = call(&app, "GET", "/v1/copy/drafts?cursor=nonsense", None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn drafts_filter_by_channel_and_locale_and_approve_in_bulk() {
+    let (app, _dir) = app_with(scripted(&[GOOD]));
+    // p0..p5: social posts; even ones in en, odd ones zh-CN; and p0 also as an sms.
+    for i in 0..6 {
+        let mut req = hose(json!({"material": "copper", "thread": "9/16 inch"}));
+        req["product"]["id"] = json!(format!("p{i}"));
+        if i % 2 == 1 {
+            req["locale"] = json!("zh-CN");
+        }
+        let (s, v) = call(&app, "POST", "/v1/copy", Some(req)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let mut sms = hose(json!({"material": "copper", "thread": "9/16 inch"}));
+    sms["product"]["id"] = json!("p0");
+    sms["channel"] = json!("sms");
+    assert_eq!(
+        call(&app, "POST", "/v1/copy", Some(sms)).await.0,
+        StatusCode::CREATED
+    );
+    // Filtered pages of 2 across the listing: every en social post, nothing else.
+    let mut seen = Vec::new();
+    let base = "/v1/copy/drafts?status=pending_review&channel=social_post&locale=en&limit=2";
+    let mut uri = base.to_owned();
+    loop {
+        let (s, v) = call(&app, "GET", &uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for d in v["drafts"].as_array().unwrap() {
+            assert_eq!(
+                (&d["channel"], &d["locale"]),
+                (&json!("social_post"), &json!("en")),
+                "{d}"
+            );
+            seen.push(d["product_id"].as_str().unwrap().to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("{base}&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["p0", "p2", "p4"]);
+    let (_, v) = call(&app, "GET", "/v1/copy/drafts?channel=sms", None).await;
+    assert_eq!(v["drafts"].as_array().unwrap().len(), 1, "{v}");
+
+    // Bulk approve: each draft on its own; an unknown one fails alone.
+    let draft = |p: &str| json!({"product_id": p, "channel": "social_post", "locale": "en"});
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/copy/drafts/review",
+        Some(json!({"decision": "approve", "drafts": [draft("p0"), draft("p2"), draft("nope")]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(
+        (&r[0]["status"], &r[1]["status"]),
+        (&json!("approved"), &json!("approved")),
+        "{v}"
+    );
+    assert_eq!(r[2]["error"]["status"], 404, "{v}");
+    // Approving again is a conflict for that draft.
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/copy/drafts/review",
+        Some(json!({"decision": "approve", "drafts": [draft("p0")]})),
+    )
+    .await;
+    assert_eq!(v["results"][0]["error"]["status"], 409, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/copy/drafts/p2/social_post/en", None).await;
+    assert_eq!(v["draft"]["audit"][1]["actor"], "local-token", "{v}");
+    for bad in [
+        json!({"decision": "reject", "drafts": [draft("p4")]}),
+        json!({"decision": "approve", "drafts": []}),
+    ] {
+        let (s, _) = call(&app, "POST", "/v1/copy/drafts/review", Some(bad.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
 }
 
 #[tokio::test]

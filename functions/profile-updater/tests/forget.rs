@@ -30,6 +30,7 @@ async fn seed(store: &dyn Store, user: &str, tag: &str) {
                 owner: user.into(),
                 created_at: now,
                 expires_at: now + 3600,
+                handoff: None,
             })
             .await
             .unwrap();

@@ -103,6 +103,7 @@ async fn run(full: bool) {
                 owner: format!("anon:{id}"),
                 created_at: 1_795_845_600,
                 expires_at: 4_102_444_800,
+                handoff: None,
             })
             .await
             .unwrap();

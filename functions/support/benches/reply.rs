@@ -128,6 +128,7 @@ async fn run(full: bool) {
         generator: None,
         config: Arc::new(config),
         shoppers: Arc::new(shopmind_runtime::ShopperAuth::default()),
+        handoffs: Arc::new(support::LogHandoffs),
     });
     let post = |uri: String, body: Value| {
         Request::builder()

@@ -13,8 +13,12 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shopmind_inference::{LazyEncoder, ModelRef, ModelSource};
 use shopmind_runtime::ShopperAuth;
+use shopmind_runtime::{staff_only, StaffAuth};
 use shopmind_storage::embedded::EmbeddedStore;
-use support::{router, LazySentiment, LiveKnowledge, SupportConfig, SupportState};
+use support::{
+    router, staff_router, HandoffEvent, HandoffNotifier, LazySentiment, LiveKnowledge,
+    SupportConfig, SupportState,
+};
 use tower::ServiceExt;
 
 fn models_dir() -> PathBuf {
@@ -113,12 +117,46 @@ fn app_on_with(
         generator,
         config: Arc::new(config),
         shoppers: Arc::new(shoppers),
+        handoffs: Arc::new(Recorded),
     };
     assert!(matches!(
         state.config.sentiment_model,
         ModelRef::Local(ref p) if p.ends_with("sentiment-support-head")
     ));
-    shopmind_runtime::finish_router(router(state), shopmind_runtime::DEFAULT_BODY_LIMIT)
+    let staff = staff_only(
+        staff_router(state.clone()),
+        StaffAuth::local(Some(STAFF_TOKEN)).unwrap(),
+    );
+    shopmind_runtime::finish_router(
+        router(state).merge(staff),
+        shopmind_runtime::DEFAULT_BODY_LIMIT,
+    )
+}
+
+const STAFF_TOKEN: &str = "staff-token-for-tests";
+
+/// Every handoff announced in this test binary (tests tell theirs apart by conversation id).
+static HANDOFFS: std::sync::Mutex<Vec<HandoffEvent>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Debug)]
+struct Recorded;
+
+#[async_trait::async_trait]
+impl HandoffNotifier for Recorded {
+    async fn handed_off(&self, event: &HandoffEvent) -> Result<(), String> {
+        HANDOFFS.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+fn announced(id: &str) -> Vec<HandoffEvent> {
+    HANDOFFS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.conversation_id == id)
+        .cloned()
+        .collect()
 }
 
 #[tokio::test]
@@ -375,9 +413,12 @@ async fn escalates_for_a_human_a_handoff_intent_repeats_and_questions_the_kb_can
     assert!(r["reply"].as_str().unwrap().contains("support team"), "{r}");
     assert_eq!(r["citations"], json!([]));
 
+    // A handed-off conversation is held for staff: each case starts its own.
+    let id = conversation(&app, None).await;
     let (_, r) = say(&app, &id, "This is fraud, I'm contacting my lawyer", None).await;
     assert_eq!(r["escalation_reason"], "intent_handoff", "{r}");
 
+    let id = conversation(&app, None).await;
     let (_, r) = say(
         &app,
         &id,
@@ -421,6 +462,7 @@ async fn an_angry_shopper_is_handed_off() {
     .await;
     assert_eq!(r["sentiment"]["label"], "negative", "{r}");
     assert_eq!(r["escalate"], true, "{r}");
+    let id = conversation(&app, None).await;
     let (_, r) = say(
         &app,
         &id,
@@ -451,6 +493,166 @@ async fn an_angry_shopper_is_handed_off() {
     assert_ne!(r["escalation_reason"], "negative_sentiment", "{r}");
 }
 
+/// `call_as` with the staff token.
+async fn staff(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call_as(app, method, uri, body, Some(STAFF_TOKEN)).await
+}
+
+#[tokio::test]
+async fn a_handoff_reaches_staff_who_answer_in_the_conversation() {
+    let (app, _dir) = app().await;
+    let id = conversation(&app, Some("u-7")).await;
+    let (_, r) = say(
+        &app,
+        &id,
+        "I want to speak to a human, please.",
+        Some("u-7"),
+    )
+    .await;
+    assert_eq!(r["escalation_reason"], "asked_for_human", "{r}");
+    assert_eq!(r["handoff_status"], "handed_off", "{r}");
+    let events = announced(&id);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].reason, "asked_for_human");
+    assert!(events[0].last_message.contains("human"), "{events:?}");
+
+    // Staff routes: no credentials, a shopper's token, then the staff token.
+    let list = "/v1/staff/conversations?status=handed_off&limit=50";
+    assert_eq!(
+        call(&app, "GET", list, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = call_as(&app, "GET", list, None, Some(&token("u-7"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, v) = staff(&app, "GET", list, None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mine = v["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conversation_id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not listed: {v}"));
+    assert_eq!(mine["reason"], "asked_for_human", "{mine}");
+    assert_eq!(mine["shopper"], "u-7", "{mine}");
+    assert_eq!(mine["turns"].as_array().unwrap().len(), 2, "{mine}");
+    let (_, v) = staff(
+        &app,
+        "GET",
+        "/v1/staff/conversations?reason=negative_sentiment",
+        None,
+    )
+    .await;
+    assert!(!v.to_string().contains(&id), "{v}");
+    for bad in ["?status=open", "?reason=bored", "?limit=0", "?cursor=zzz"] {
+        let (status, v) = staff(&app, "GET", &format!("/v1/staff/conversations{bad}"), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+
+    // A reply: empty is 422, an unknown conversation 404, then the shopper sees it.
+    let reply = format!("/v1/staff/conversations/{id}/reply");
+    let (status, _) = staff(&app, "POST", &reply, Some(json!({ "text": "  " }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = "/v1/staff/conversations/c_00000000000000000000000000000000/reply";
+    let (status, _) = staff(&app, "POST", unknown, Some(json!({ "text": "hi" }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let answer = "Hello, this is Ana. I have refunded order #10023 today.";
+    let (status, v) = staff(&app, "POST", &reply, Some(json!({ "text": answer }))).await;
+    assert_eq!(
+        (status, &v["status"]),
+        (StatusCode::CREATED, &json!("agent_replied")),
+        "{v}"
+    );
+    let (_, v) = read_as(&app, &id, "u-7").await;
+    assert_eq!(v["handoff_status"], "agent_replied", "{v}");
+    let turns = v["turns"].as_array().unwrap();
+    let agent = turns.last().unwrap();
+    assert_eq!(
+        (&agent["role"], &agent["text"]),
+        (&json!("agent"), &json!(answer)),
+        "{v}"
+    );
+    assert!(
+        agent.get("by").is_none(),
+        "staff identity shown to the shopper: {v}"
+    );
+
+    // While a person has it the assistant holds back, and the conversation is queued again.
+    let (status, r) = say(
+        &app,
+        &id,
+        "Thanks! And when will it reach my card?",
+        Some("u-7"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["escalation_reason"], "with_staff", "{r}");
+    assert_eq!(r["citations"], json!([]), "{r}");
+    let (_, v) = staff(&app, "GET", &format!("/v1/staff/conversations/{id}"), None).await;
+    assert_eq!(v["status"], "handed_off", "{v}");
+    assert_eq!(
+        announced(&id).len(),
+        1,
+        "a message to a held conversation is no new handoff"
+    );
+
+    // Resolved: once; then staff can no longer act and the assistant answers again.
+    let resolve = format!("/v1/staff/conversations/{id}/resolve");
+    let (status, v) = staff(&app, "POST", &resolve, Some(json!({ "note": "refunded" }))).await;
+    assert_eq!(
+        (status, &v["status"]),
+        (StatusCode::OK, &json!("resolved")),
+        "{v}"
+    );
+    let (status, _) = staff(&app, "POST", &resolve, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = staff(&app, "POST", &reply, Some(json!({ "text": "one more" }))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, r) = say(&app, &id, "How long do refunds take?", Some("u-7")).await;
+    assert_eq!(r["handoff_status"], "resolved", "{r}");
+    assert_ne!(r["answer_source"], "none", "{r}");
+
+    // The staff view keeps who did what; the shopper's does not show the resolution.
+    let (_, v) = staff(&app, "GET", &format!("/v1/staff/conversations/{id}"), None).await;
+    let turns = v["turns"].as_array().unwrap();
+    assert!(
+        turns
+            .iter()
+            .any(|t| t["role"] == "event" && t["by"] == "local-token" && t["note"] == "refunded"),
+        "{v}"
+    );
+    assert!(
+        turns
+            .iter()
+            .any(|t| t["role"] == "agent" && t["by"] == "local-token"),
+        "{v}"
+    );
+    let (_, v) = read_as(&app, &id, "u-7").await;
+    assert!(
+        v["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["role"] != "event"),
+        "{v}"
+    );
+    // A conversation nobody handed off cannot be answered by staff.
+    let calm = conversation(&app, None).await;
+    let (status, _) = staff(
+        &app,
+        "POST",
+        &format!("/v1/staff/conversations/{calm}/reply"),
+        Some(json!({ "text": "hi" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
 #[tokio::test]
 async fn instructions_in_the_message_change_neither_policy_nor_sources() {
     let (app, _dir) = app().await;
@@ -473,6 +675,7 @@ async fn instructions_in_the_message_change_neither_policy_nor_sources() {
             .contains(&c["article_id"].as_str().unwrap()));
     }
     // And the escalation rules still apply in the same message.
+    let id = conversation(&app, None).await;
     let (_, r) = say(
         &app,
         &id,

@@ -68,7 +68,12 @@ pub struct AuditEntry {
     pub at: i64,
     /// generated, regenerated, approved, rejected, edited.
     pub action: String,
+    /// Who did it, as authenticated (an IAM ARN, a console user, `local-token`), or the
+    /// process that generated it.
     pub actor: String,
+    /// The name the reviewer gave, when it is not the authenticated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -138,6 +143,7 @@ impl Draft {
                 }
                 .into(),
                 actor: actor.into(),
+                reviewer: None,
                 status: Status::PendingReview,
                 text: Some(text.clone()),
                 note: written.fallback_reason.clone(),
@@ -190,7 +196,9 @@ pub struct Review {
     /// The new text (edit only).
     #[serde(default)]
     pub text: Option<String>,
-    pub reviewer: String,
+    /// A display name for the audit trail; the authenticated caller is recorded either way.
+    #[serde(default)]
+    pub reviewer: Option<String>,
     /// Approve another variant than the first (0-based; approve only).
     #[serde(default)]
     pub variant: Option<usize>,
@@ -198,18 +206,18 @@ pub struct Review {
     pub note: Option<String>,
 }
 
-/// Applies a review to a pending draft. An edit is validated like generated copy and refused
-/// with its report when it breaks a rule.
+/// Applies a review by `actor` (the authenticated caller) to a pending draft. An edit is
+/// validated like generated copy and refused with its report when it breaks a rule.
 pub fn apply_review(
     draft: &mut Draft,
     review: &Review,
     writer: &CopyWriter,
     now_ms: i64,
+    actor: &str,
 ) -> Result<()> {
-    let reviewer = review.reviewer.trim();
-    if reviewer.is_empty()
-        || reviewer.chars().count() > 128
-        || reviewer.chars().any(char::is_control)
+    let reviewer = review.reviewer.as_deref().map(str::trim);
+    if reviewer
+        .is_some_and(|r| r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control))
     {
         return Err(CopyError::Invalid(
             "reviewer must be 1-128 characters without control characters".into(),
@@ -282,7 +290,8 @@ pub fn apply_review(
         AuditEntry {
             at: now_ms,
             action: action.into(),
-            actor: reviewer.to_owned(),
+            actor: actor.to_owned(),
+            reviewer: reviewer.filter(|r| *r != actor).map(str::to_owned),
             status,
             text,
             note: review.note.clone(),

@@ -25,7 +25,8 @@ pub use product::{
     parse_catalog, Audience, Channel, CopyRequest, Locale, Product, Segment, PROMPT_VERSION,
 };
 pub use service::{
-    key_from_parts, key_of, CopyService, Generated, ModelProvider, NoModel, Outcome,
+    key_from_parts, key_of, CopyService, DraftFilter, Generated, ModelProvider, NoModel, Outcome,
+    MAX_SCANNED_PAGES,
 };
 pub use validate::{Report, Rule, Rules, RulesConfig, Violation};
 pub use writer::{

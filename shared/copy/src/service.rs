@@ -59,6 +59,28 @@ pub struct Generated {
     pub draft: Draft,
 }
 
+/// Stored pages one filtered listing reads at most.
+pub const MAX_SCANNED_PAGES: usize = 20;
+
+/// Which drafts a listing returns besides their status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraftFilter {
+    pub channel: Option<String>,
+    pub locale: Option<String>,
+}
+
+impl DraftFilter {
+    pub fn matches(&self, d: &Draft) -> bool {
+        self.channel
+            .as_deref()
+            .is_none_or(|c| d.channel.as_str() == c)
+            && self
+                .locale
+                .as_deref()
+                .is_none_or(|l| d.locale.as_str() == l)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CopyService {
     pub drafts: Arc<dyn DraftStore>,
@@ -222,14 +244,15 @@ impl CopyService {
         }
     }
 
-    pub async fn review(&self, key: &DraftKey, review: &Review) -> Result<(Draft, u64)> {
-        let (mut draft, version) = self.get(key).await?.ok_or_else(|| {
-            CopyError::NotFound(format!(
-                "no draft for {} / {} / {}",
-                key.product_id, key.channel, key.locale
-            ))
-        })?;
-        apply_review(&mut draft, review, &self.writer, now_ms())?;
+    /// Applies `review` by `actor`, the authenticated caller (the audit trail records it).
+    pub async fn review(
+        &self,
+        key: &DraftKey,
+        review: &Review,
+        actor: &str,
+    ) -> Result<(Draft, u64)> {
+        let (mut draft, version) = self.found(key).await?;
+        apply_review(&mut draft, review, &self.writer, now_ms(), actor)?;
         let record = encode(&draft)?;
         match self.drafts.put_draft(key, &record, Some(version)).await {
             Ok(v) => Ok((draft, v)),
@@ -240,22 +263,56 @@ impl CopyService {
         }
     }
 
-    /// One page of drafts with `status`, oldest change first.
+    /// The validator's report on `text` as an edit of the draft under `key` (what an edit
+    /// would be refused for), without changing anything.
+    pub async fn check(&self, key: &DraftKey, text: &str) -> Result<crate::Report> {
+        let (draft, _) = self.found(key).await?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(CopyError::Invalid("text must not be empty".into()));
+        }
+        Ok(self.writer.validate(&draft.request, text))
+    }
+
+    async fn found(&self, key: &DraftKey) -> Result<(Draft, u64)> {
+        self.get(key).await?.ok_or_else(|| {
+            CopyError::NotFound(format!(
+                "no draft for {} / {} / {}",
+                key.product_id, key.channel, key.locale
+            ))
+        })
+    }
+
+    /// One page of drafts with `status` (and `channel`, `locale` where given), oldest change
+    /// first. A filtered page may hold fewer than `limit` and still have a next cursor: it
+    /// reads at most [`MAX_SCANNED_PAGES`] stored pages.
     pub async fn list(
         &self,
         status: Status,
+        filter: &DraftFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<(Draft, u64)>, Option<String>)> {
-        let page = self
-            .drafts
-            .list_drafts(status.as_str(), cursor, limit)
-            .await?;
-        let drafts = page
-            .items
-            .iter()
-            .map(|(_, v)| decode(&v.value).map(|d| (d, v.version)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((drafts, page.next))
+        let mut drafts = Vec::new();
+        let mut cursor = cursor.map(str::to_owned);
+        for _ in 0..MAX_SCANNED_PAGES {
+            // Never more than the page still has room for, so the stored page's cursor is
+            // right after the last draft this page returns.
+            let page = self
+                .drafts
+                .list_drafts(status.as_str(), cursor.as_deref(), limit - drafts.len())
+                .await?;
+            for (_, v) in &page.items {
+                let d = decode(&v.value)?;
+                if filter.matches(&d) {
+                    drafts.push((d, v.version));
+                }
+            }
+            cursor = page.next;
+            if drafts.len() == limit || cursor.is_none() {
+                break;
+            }
+        }
+        Ok((drafts, cursor))
     }
 }

@@ -694,7 +694,7 @@ fn app(parts: AppParts) -> axum::Router {
             conversations: store.clone(),
             idempotency: store.clone(),
         })),
-        staff,
+        staff.clone(),
     );
     let recommend = recommend::router(recommend::RecommendState {
         profiles: store.clone(),
@@ -703,7 +703,7 @@ fn app(parts: AppParts) -> axum::Router {
         config: Arc::new(recs),
         shoppers: shoppers.clone(),
     });
-    let support = support::router(support::SupportState {
+    let support_state = support::SupportState {
         conversations: store.clone(),
         knowledge: Arc::new(support::LiveKnowledge::new(store, support_cfg.refresh)),
         sentiment: Arc::new(support::LazySentiment::new(
@@ -718,7 +718,12 @@ fn app(parts: AppParts) -> axum::Router {
             .then_some(generator),
         config: Arc::new(support_cfg),
         shoppers,
-    });
+        handoffs: Arc::new(support::LogHandoffs),
+    };
+    let support = support::router(support_state.clone()).merge(shopmind_runtime::staff_only(
+        support::staff_router(support_state),
+        staff.clone(),
+    ));
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
         .merge(recommend)
         .merge(support)

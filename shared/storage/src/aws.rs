@@ -61,12 +61,14 @@ struct TableSpec<'a> {
     name: &'a String,
     hash: &'static str,
     range: Option<&'static str>,
-    gsi: Option<(&'static str, &'static str, Option<&'static str>)>,
+    gsis: &'static [(&'static str, &'static str, Option<&'static str>)],
     ttl: bool,
 }
 
 pub const OWNER_INDEX: &str = "by-owner";
 pub const STATUS_INDEX: &str = "by-status";
+/// Sparse: only conversations handed to staff carry `handoff_status`.
+pub const HANDOFF_INDEX: &str = "by-handoff";
 /// BatchWriteItem takes at most 25 requests.
 const BATCH: usize = 25;
 /// BatchWriteItem attempts in a row that may take none of the pending items before the write
@@ -163,28 +165,31 @@ impl AwsStore {
                 name: &self.names.profiles,
                 hash: "user_id",
                 range: None,
-                gsi: None,
+                gsis: &[],
                 ttl: false,
             },
             TableSpec {
                 name: &self.names.conversations,
                 hash: "conversation_id",
                 range: Some("seq"),
-                gsi: Some((OWNER_INDEX, "owner", None)),
+                gsis: &[
+                    (OWNER_INDEX, "owner", None),
+                    (HANDOFF_INDEX, "handoff_status", Some("handoff_sort")),
+                ],
                 ttl: true,
             },
             TableSpec {
                 name: &self.names.drafts,
                 hash: "draft_key",
                 range: None,
-                gsi: Some((STATUS_INDEX, "status", Some("status_sort"))),
+                gsis: &[(STATUS_INDEX, "status", Some("status_sort"))],
                 ttl: false,
             },
             TableSpec {
                 name: &self.names.idempotency,
                 hash: "idempotency_key",
                 range: None,
-                gsi: None,
+                gsis: &[],
                 ttl: true,
             },
         ];
@@ -206,7 +211,7 @@ impl AwsStore {
                     .attribute_definitions(attr_def(range, ScalarAttributeType::N)?)
                     .key_schema(key_elem(range, KeyType::Range)?);
             }
-            if let Some((index, hash, range)) = spec.gsi {
+            for &(index, hash, range) in spec.gsis {
                 // The owner index only finds ids (keys only); the status index serves listings.
                 let projection = if range.is_some() {
                     ProjectionType::All
@@ -528,6 +533,20 @@ impl ProfileStore for AwsStore {
     }
 }
 
+/// A conversation's header item (seq 0), from the table or the handoff index.
+fn conv_from_item(item: &HashMap<String, AttributeValue>) -> Result<ConversationMeta> {
+    Ok(ConversationMeta {
+        id: get_s(item, "conversation_id")?.to_owned(),
+        owner: get_s(item, "owner")?.to_owned(),
+        created_at: get_n(item, "created_at")?,
+        expires_at: get_n(item, "expires_at")?,
+        handoff: match item.get("handoff") {
+            None => None,
+            Some(_) => Some(decode_doc("handoff", get_s(item, "handoff")?.as_bytes())?),
+        },
+    })
+}
+
 fn conv_key(id: &str, seq: u64) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("conversation_id".to_owned(), s(id)),
@@ -577,12 +596,7 @@ impl ConversationStore for AwsStore {
         else {
             return Ok(None);
         };
-        let meta = ConversationMeta {
-            id: id.to_owned(),
-            owner: get_s(&item, "owner")?.to_owned(),
-            created_at: get_n(&item, "created_at")?,
-            expires_at: get_n(&item, "expires_at")?,
-        };
+        let meta = conv_from_item(&item)?;
         // DynamoDB deletes expired items lazily (up to days later): filter on read.
         Ok(Some(meta).filter(|m| m.expires_at > now_secs()))
     }
@@ -625,6 +639,118 @@ impl ConversationStore for AwsStore {
                 }
             }
         }
+    }
+
+    async fn set_handoff(&self, id: &str, handoff: &Handoff, expected: Option<&str>) -> Result<()> {
+        check_key_part(id)?;
+        check_handoff(handoff)?;
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.names.conversations)
+            .set_key(Some(conv_key(id, 0)))
+            .update_expression(
+                "SET handoff = :h, handoff_status = :s, handoff_sort = :k, handoff_reason = :r",
+            )
+            .expression_attribute_values(":h", s(body_string("handoff", handoff)?))
+            .expression_attribute_values(":s", s(&handoff.status))
+            .expression_attribute_values(":k", s(handoff_sort_key(handoff.updated_at, id)))
+            .expression_attribute_values(":r", s(&handoff.reason))
+            .expression_attribute_values(":now", num(now_secs()));
+        update = match expected {
+            None => update.condition_expression(
+                "attribute_exists(conversation_id) AND expires_at > :now AND \
+                 attribute_not_exists(handoff_status)",
+            ),
+            Some(e) => update
+                .condition_expression(
+                    "attribute_exists(conversation_id) AND expires_at > :now AND \
+                     handoff_status = :e",
+                )
+                .expression_attribute_values(":e", s(e)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = e.into_service_error();
+                if !e.is_conditional_check_failed_exception() {
+                    return Err(backend("UpdateItem", &e));
+                }
+                // Which condition failed decides the answer: gone, or changed by someone else.
+                match self.get_conversation(id).await? {
+                    None => Err(StorageError::NotFound(format!("conversation {id}"))),
+                    Some(m) => Err(StorageError::Conflict(format!(
+                        "conversation {id} is {}, not {}",
+                        m.handoff.as_ref().map_or("open", |h| h.status.as_str()),
+                        expected.unwrap_or("open")
+                    ))),
+                }
+            }
+        }
+    }
+
+    async fn list_handoffs(
+        &self,
+        status: &str,
+        reason: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConversationMeta>> {
+        check_key_part(status)?;
+        let after = parse_handoff_cursor(cursor)?.unwrap_or_default();
+        let limit = limit.max(1);
+        let (mut items, mut last, mut more, mut start) = (Vec::new(), None, false, None);
+        let mut filter = "expires_at > :now".to_owned();
+        if reason.is_some() {
+            filter.push_str(" AND handoff_reason = :r");
+        }
+        'pages: loop {
+            let mut query = self
+                .ddb
+                .query()
+                .table_name(&self.names.conversations)
+                .index_name(HANDOFF_INDEX)
+                .filter_expression(&filter)
+                .expression_attribute_values(":s", s(status))
+                .expression_attribute_values(":now", num(now_secs()));
+            if let Some(r) = reason {
+                query = query.expression_attribute_values(":r", s(r));
+            }
+            // DynamoDB refuses an empty string in a key condition: no cursor, no range part.
+            query = if after.is_empty() {
+                query.key_condition_expression("handoff_status = :s")
+            } else {
+                query
+                    .key_condition_expression("handoff_status = :s AND handoff_sort > :after")
+                    .expression_attribute_values(":after", s(&after))
+            };
+            let out = query
+                .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(be("Query"))?;
+            for item in out.items() {
+                if items.len() == limit {
+                    more = true;
+                    break 'pages;
+                }
+                items.push(conv_from_item(item)?);
+                last = Some(get_s(item, "handoff_sort")?.to_owned());
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(Page {
+            items,
+            next: if more {
+                last.as_deref().map(handoff_cursor)
+            } else {
+                None
+            },
+        })
     }
 
     async fn list_turns(&self, id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Turn>> {

@@ -72,6 +72,7 @@ macro_rules! for_each_conformance_check {
             items_near_the_dynamodb_limit,
             blobs,
             forgetting_a_shopper,
+            handoffs_listed_newest_first_with_guarded_changes,
         );
     };
 }
@@ -164,6 +165,7 @@ fn meta(id: &str, owner: &str, expires_at: i64) -> ConversationMeta {
         owner: owner.into(),
         created_at: now(),
         expires_at,
+        handoff: None,
     }
 }
 
@@ -638,4 +640,129 @@ pub async fn forgetting_a_shopper(s: Arc<dyn Store>) {
     assert!(s.list_turns("f1", None, 10).await.unwrap().items.is_empty());
     assert!(s.get_conversation("f3").await.unwrap().is_some());
     assert_eq!(s.delete_conversations_of("erin").await.unwrap(), 0);
+}
+
+fn handoff(status: &str, reason: &str, updated_at: i64) -> Handoff {
+    Handoff {
+        status: status.into(),
+        reason: reason.into(),
+        intent: Some("order_status".into()),
+        sentiment: Some("negative".into()),
+        handed_off_at: 1_000,
+        updated_at,
+        by: None,
+    }
+}
+
+pub async fn handoffs_listed_newest_first_with_guarded_changes(s: Arc<dyn Store>) {
+    let exp = now() + 3600;
+    for id in ["h1", "h2", "h3", "h4", "h5"] {
+        s.create_conversation(&meta(id, "gina", exp)).await.unwrap();
+    }
+    s.create_conversation(&meta("h6", "gina", now() - 5))
+        .await
+        .unwrap();
+    // Nothing handed off yet; an unknown conversation cannot be.
+    let empty = s.list_handoffs("handed_off", None, None, 10).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next.is_none());
+    assert!(matches!(
+        s.set_handoff("nope", &handoff("handed_off", "asked_for_human", 1), None)
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    // Expired: as if it were not there.
+    assert!(matches!(
+        s.set_handoff("h6", &handoff("handed_off", "asked_for_human", 1), None)
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    let reasons = ["asked_for_human", "negative_sentiment", "asked_for_human"];
+    for (i, (id, reason)) in ["h1", "h2", "h3"].iter().zip(reasons).enumerate() {
+        s.set_handoff(id, &handoff("handed_off", reason, 2_000 + i as i64), None)
+            .await
+            .unwrap();
+    }
+    // A second handoff from "open" lost the race: the status is no longer open.
+    assert!(matches!(
+        s.set_handoff("h1", &handoff("handed_off", "asked_for_human", 9), None)
+            .await,
+        Err(StorageError::Conflict(_))
+    ));
+    // Newest first, across pages.
+    let first = s.list_handoffs("handed_off", None, None, 2).await.unwrap();
+    let ids: Vec<&str> = first.items.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["h3", "h2"]);
+    let rest = s
+        .list_handoffs("handed_off", None, first.next.as_deref(), 2)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rest.items.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["h1"]);
+    assert_eq!(rest.next, None);
+    // By reason.
+    let upset = s
+        .list_handoffs("handed_off", Some("negative_sentiment"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(upset.items.len(), 1);
+    let h2 = &upset.items[0];
+    assert_eq!(h2.id, "h2");
+    assert_eq!(h2.owner, "gina");
+    assert_eq!(
+        h2.handoff,
+        Some(handoff("handed_off", "negative_sentiment", 2_001))
+    );
+    // A reply moves h1 to agent_replied (and to the top of that list) only from handed_off.
+    let mut replied = handoff("agent_replied", "asked_for_human", 3_000);
+    replied.by = Some("staff:ana".into());
+    assert!(matches!(
+        s.set_handoff("h1", &replied, Some("resolved")).await,
+        Err(StorageError::Conflict(_))
+    ));
+    s.set_handoff("h1", &replied, Some("handed_off"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .list_handoffs("handed_off", None, None, 10)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["h3", "h2"]);
+    let agent = s
+        .list_handoffs("agent_replied", None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(agent.items.len(), 1);
+    assert_eq!(agent.items[0].handoff, Some(replied.clone()));
+    assert_eq!(
+        s.get_conversation("h1").await.unwrap().unwrap().handoff,
+        Some(replied)
+    );
+    assert!(matches!(
+        s.list_handoffs("handed_off", None, Some("garbage"), 10)
+            .await,
+        Err(StorageError::InvalidCursor)
+    ));
+    assert!(matches!(
+        s.set_handoff("h4", &handoff("closed", "asked_for_human", 1), None)
+            .await,
+        Err(StorageError::InvalidKey(_))
+    ));
+    // Forgetting the shopper takes the handoffs with it.
+    s.delete_conversations_of("gina").await.unwrap();
+    assert!(s
+        .list_handoffs("handed_off", None, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(s
+        .list_handoffs("agent_replied", None, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }

@@ -17,6 +17,9 @@ const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
 const CONVERSATIONS_BY_OWNER: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("conversations_by_owner");
+/// (handoff status, [`handoff_sort_key`]) of every handed-off conversation.
+const HANDOFFS_BY_STATUS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("handoffs_by_status");
 const TURNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("turns");
 const DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("drafts");
 const DRAFTS_BY_STATUS: TableDefinition<(&str, &str), ()> =
@@ -62,6 +65,7 @@ impl EmbeddedStore {
             redb_try!("create tables", txn.open_table(CONVERSATIONS));
             redb_try!("create tables", txn.open_table(CONVERSATIONS_BY_OWNER));
             redb_try!("create tables", txn.open_table(TURNS));
+            redb_try!("create tables", txn.open_table(HANDOFFS_BY_STATUS));
             redb_try!("create tables", txn.open_table(DRAFTS));
             redb_try!("create tables", txn.open_table(DRAFTS_BY_STATUS));
             redb_try!("create tables", txn.open_table(IDEMPOTENCY));
@@ -339,9 +343,16 @@ impl ConversationStore for EmbeddedStore {
                 }
                 let mut convs = redb_try!("delete", txn.open_table(CONVERSATIONS));
                 let mut turns = redb_try!("delete", txn.open_table(TURNS));
+                let mut handoffs = redb_try!("delete", txn.open_table(HANDOFFS_BY_STATUS));
                 for id in &ids {
                     redb_try!("delete", owners.remove((owner.as_str(), id.as_str())));
-                    redb_try!("delete", convs.remove(id.as_str()));
+                    let old = redb_try!("delete", convs.remove(id.as_str()))
+                        .map(|v| decode_doc::<ConversationMeta>("conversation", v.value()))
+                        .transpose()?;
+                    if let Some(h) = old.and_then(|m| m.handoff) {
+                        let key = handoff_sort_key(h.updated_at, id);
+                        redb_try!("delete", handoffs.remove((h.status.as_str(), key.as_str())));
+                    }
                     let seqs: Vec<u64> = redb_try!(
                         "delete",
                         turns.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
@@ -357,6 +368,108 @@ impl ConversationStore for EmbeddedStore {
             };
             redb_try!("commit", txn.commit());
             Ok(count)
+        })
+        .await
+    }
+
+    async fn set_handoff(&self, id: &str, handoff: &Handoff, expected: Option<&str>) -> Result<()> {
+        check_key_part(id)?;
+        check_handoff(handoff)?;
+        let (id, handoff) = (id.to_owned(), handoff.clone());
+        let expected = expected.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = redb_try!("write", db.begin_write());
+            {
+                let mut convs = redb_try!("write", txn.open_table(CONVERSATIONS));
+                let mut meta: ConversationMeta = match redb_try!("write", convs.get(id.as_str())) {
+                    Some(v) => decode_doc("conversation", v.value())?,
+                    None => return Err(StorageError::NotFound(format!("conversation {id}"))),
+                };
+                if meta.expires_at <= now_secs() {
+                    return Err(StorageError::NotFound(format!("conversation {id}")));
+                }
+                let current = meta.handoff.as_ref().map(|h| h.status.as_str());
+                if current != expected.as_deref() {
+                    return Err(StorageError::Conflict(format!(
+                        "conversation {id} is {}, not {}",
+                        current.unwrap_or("open"),
+                        expected.as_deref().unwrap_or("open")
+                    )));
+                }
+                let mut index = redb_try!("write", txn.open_table(HANDOFFS_BY_STATUS));
+                if let Some(old) = &meta.handoff {
+                    let key = handoff_sort_key(old.updated_at, &id);
+                    redb_try!("write", index.remove((old.status.as_str(), key.as_str())));
+                }
+                let key = handoff_sort_key(handoff.updated_at, &id);
+                redb_try!(
+                    "write",
+                    index.insert((handoff.status.as_str(), key.as_str()), ())
+                );
+                meta.handoff = Some(handoff);
+                let doc = encode_doc("conversation", &meta)?;
+                redb_try!("write", convs.insert(id.as_str(), doc.as_slice()));
+            }
+            redb_try!("commit", txn.commit());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_handoffs(
+        &self,
+        status: &str,
+        reason: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConversationMeta>> {
+        check_key_part(status)?;
+        let after = parse_handoff_cursor(cursor)?;
+        let (status, limit) = (status.to_owned(), limit.max(1));
+        let reason = reason.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = redb_try!("read", db.begin_read());
+            let index = redb_try!("read", txn.open_table(HANDOFFS_BY_STATUS));
+            let convs = redb_try!("read", txn.open_table(CONVERSATIONS));
+            let start = after.clone().unwrap_or_default();
+            let now = now_secs();
+            let (mut items, mut last, mut more) = (Vec::new(), None, false);
+            for entry in redb_try!("read", index.range((status.as_str(), start.as_str())..)) {
+                let (k, _) = redb_try!("read", entry);
+                let (s, sort_key) = k.value();
+                if s != status {
+                    break;
+                }
+                if after.as_deref() == Some(sort_key) {
+                    continue;
+                }
+                let id = sort_key.split_once('|').map_or("", |(_, id)| id);
+                let Some(v) = redb_try!("read", convs.get(id)) else {
+                    continue;
+                };
+                let meta: ConversationMeta = decode_doc("conversation", v.value())?;
+                let wanted = meta.expires_at > now
+                    && reason
+                        .as_deref()
+                        .is_none_or(|r| meta.handoff.as_ref().is_some_and(|h| h.reason == r));
+                if !wanted {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(meta);
+                last = Some(sort_key.to_owned());
+            }
+            Ok(Page {
+                items,
+                next: if more {
+                    last.as_deref().map(handoff_cursor)
+                } else {
+                    None
+                },
+            })
         })
         .await
     }

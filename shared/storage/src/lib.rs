@@ -51,6 +51,19 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
     /// How many conversations `owner` created that are still kept. A store whose expiry runs
     /// late (DynamoDB's TTL deletes within about two days) may count recently expired ones.
     async fn count_conversations_of(&self, owner: &str) -> Result<usize>;
+    /// Sets the conversation's handoff state if its current status is `expected` (`None`:
+    /// never handed off): `Conflict` when another change came first, `NotFound` when the
+    /// conversation is not there (or expired).
+    async fn set_handoff(&self, id: &str, handoff: &Handoff, expected: Option<&str>) -> Result<()>;
+    /// Live conversations whose handoff status is `status` (and reason `reason`, if given),
+    /// most recently changed first.
+    async fn list_handoffs(
+        &self,
+        status: &str,
+        reason: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConversationMeta>>;
 }
 
 /// Appends `turn` at its `seq` or, when another writer took that place first, at the next free

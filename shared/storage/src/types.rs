@@ -28,6 +28,59 @@ pub struct ConversationMeta {
     pub created_at: i64,
     /// Unix seconds; the TTL attribute.
     pub expires_at: i64,
+    /// Where the conversation stands with staff; none while the assistant has it alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+}
+
+/// A conversation handed to staff: `handed_off` (waiting for a person) → `agent_replied` →
+/// `resolved`; a shopper writing while a person has it puts it back to `handed_off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub status: String,
+    /// Why it was handed off (the assistant's escalation reason).
+    pub reason: String,
+    #[serde(default)]
+    pub intent: Option<String>,
+    #[serde(default)]
+    pub sentiment: Option<String>,
+    pub handed_off_at: i64,
+    /// The last change; listings are newest first by it.
+    pub updated_at: i64,
+    /// The staff member of the last change, if a person made it.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+pub const HANDOFF_STATUSES: [&str; 3] = ["handed_off", "agent_replied", "resolved"];
+
+/// The handoff index's sort key: newest first in ascending order, the id breaking ties.
+pub(crate) fn handoff_sort_key(updated_at: i64, id: &str) -> String {
+    format!("{:020}|{id}", i64::MAX - updated_at.max(0))
+}
+
+pub(crate) fn handoff_cursor(sort_key: &str) -> String {
+    format!("h:{sort_key}")
+}
+
+pub(crate) fn parse_handoff_cursor(cursor: Option<&str>) -> Result<Option<String>> {
+    cursor
+        .map(|c| {
+            c.strip_prefix("h:")
+                .map(str::to_owned)
+                .ok_or(StorageError::InvalidCursor)
+        })
+        .transpose()
+}
+
+pub(crate) fn check_handoff(h: &Handoff) -> Result<()> {
+    if !HANDOFF_STATUSES.contains(&h.status.as_str()) {
+        return Err(StorageError::InvalidKey(format!(
+            "handoff status {:?} is not one of {HANDOFF_STATUSES:?}",
+            h.status
+        )));
+    }
+    check_key_part(&h.reason)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ pub use assistant::{
 };
 pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;
-pub use grounded::{check_grounded, AnswerWriter, Passage};
+pub use grounded::{check_grounded, writes_cjk, AnswerWriter, Passage};
 pub use head::{train, LinearHead, TrainConfig};
 pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction};
 pub use kb::{chunk_article, parse_articles, Article, BadLine, Chunk, ChunkConfig, ParsedArticles};
