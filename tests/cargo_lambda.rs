@@ -220,6 +220,13 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
             "SHOPMIND_CATALOG_KEY",
             "catalog/winter sale(2026).jsonl".into(),
         ),
+        // The console as deployed: Cognito's hosted sign-in.
+        ("SHOPMIND_CONSOLE_SIGN_IN", "cognito".into()),
+        (
+            "SHOPMIND_COGNITO_DOMAIN",
+            "https://shopmind-staff.auth.eu-west-1.amazoncognito.com".into(),
+        ),
+        ("SHOPMIND_COGNITO_CLIENT_ID", "4examplec1ient1d".into()),
     ]);
     let env_file = dir.path().join("functions.env");
     // Quoted: the catalog key holds a space and parentheses.
@@ -280,6 +287,43 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
     let read = in_conversation("apigw/support-read.json", &id);
     let (status, conversation) = http(&watch.invoke_value("support", "read.json", &read));
     assert_eq!(status, 200, "{conversation}");
+    // Handed off: in the agents' queue for a Cognito sign-in with the group, not for an
+    // editor's; an agent's reply reaches the shopper, who never sees the agent's name.
+    let (status, queue) = http(&watch.invoke("support", "apigw/staff-conversations-list.json"));
+    assert_eq!(status, 200, "{queue}");
+    assert!(
+        queue["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["conversation_id"] == id.as_str()),
+        "{queue}"
+    );
+    let (status, refused) =
+        http(&watch.invoke("support", "apigw/staff-conversations-list-editor.json"));
+    assert_eq!(status, 403, "{refused}");
+    let answer = in_conversation("apigw/staff-conversation-reply.json", &id);
+    let (status, replied) = http(&watch.invoke_value("support", "reply.json", &answer));
+    assert_eq!(status, 201, "{replied}");
+    assert_eq!(replied["status"], "agent_replied", "{replied}");
+    let (_, seen) = http(&watch.invoke_value("support", "read-again.json", &read));
+    let agent = seen["turns"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(agent["role"], "agent", "{seen}");
+    assert!(agent.get("by").is_none(), "{seen}");
+    // A machine caller (IAM) reads the staff view: who answered, as signed in.
+    let staff_read = in_conversation("apigw/staff-conversation-read.json", &id);
+    let (status, staff_view) = http(&watch.invoke_value("support", "staff-read.json", &staff_read));
+    assert_eq!(status, 200, "{staff_view}");
+    assert_eq!(
+        staff_view["turns"].as_array().unwrap().last().unwrap()["by"],
+        "cognito:lee",
+        "{staff_view}"
+    );
+    let done = in_conversation("apigw/staff-conversation-resolve.json", &id);
+    let (status, resolved) = http(&watch.invoke_value("support", "resolve.json", &done));
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+
     let stranger = in_conversation("apigw/support-read-other-shopper.json", &id);
     let (status, refused) = http(&watch.invoke_value("support", "stranger.json", &stranger));
     assert_eq!(status, 404, "{refused}");
@@ -316,6 +360,46 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
     let (status, reviewed) = http(&watch.invoke("copywriter", "apigw/copy-draft-review.json"));
     assert_eq!(status, 200, "{reviewed}");
     assert_eq!(reviewed["draft"]["status"], "approved", "{reviewed}");
+
+    // The console's calls, as an editor signed in with Cognito: the live check finds the
+    // invented guarantee; bulk approval answers per draft (one reviewed already, one unknown).
+    let (status, checked) = http(&watch.invoke("copywriter", "apigw/copy-draft-check.json"));
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(checked["validation"]["passed"], false, "{checked}");
+    let rules: Vec<&str> = checked["validation"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["rule"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"guarantee") && rules.contains(&"superlative"),
+        "{checked}"
+    );
+    let (status, bulk) = http(&watch.invoke("copywriter", "apigw/copy-drafts-bulk-review.json"));
+    assert_eq!(status, 200, "{bulk}");
+    let codes: Vec<u64> = bulk["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(codes, [409, 404], "{bulk}");
+
+    // The console itself: the page, and sign-in settings that name the Cognito client.
+    let page = watch.invoke("console", "apigw/console-page.json");
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert!(page["body"]
+        .as_str()
+        .unwrap_or("")
+        .contains("Shopmind staff console"));
+    let (status, settings) = http(&watch.invoke("console", "apigw/console-asset.json"));
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["sign_in"]["mode"], "cognito", "{settings}");
+    assert_eq!(
+        settings["sign_in"]["client_id"], "4examplec1ient1d",
+        "{settings}"
+    );
 
     // Queued copy jobs: the truncated record alone fails.
     let answer = watch.invoke("copywriter", "sqs/copy-jobs-batch.json");

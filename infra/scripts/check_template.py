@@ -9,8 +9,10 @@
    billing mode are compared with the template's.
 4. The HTTP routes agree three ways: the routes the functions build (`shopmind routes`), the
    paths of infra/openapi.yaml (itself validated as OpenAPI 3.1), and the HttpApi events of the
-   template, each bound to the right function; staff routes IAM-authorised on StaffApi; and
-   every route has an API Gateway sample in events/apigw/.
+   template, each bound to the right function; every route on exactly the APIs and authorisers
+   its access says (public: StorefrontApi; staff: IAM on StaffApi; staff+console: that and the
+   Cognito JWT on ConsoleApi; console: ConsoleApi's page without one), every function behind
+   ConsoleApi allowed to be invoked by it; and every route has a sample in events/apigw/.
 
     .venv/bin/python infra/scripts/check_template.py --endpoint http://127.0.0.1:PORT
 """
@@ -197,9 +199,11 @@ def main():
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
                   if m in ("get", "post", "put", "patch", "delete")}
     function_of = {"RecommendFunction": "recommend", "SupportFunction": "support",
-                   "CopywriterFunction": "copywriter", "ProfileUpdaterFunction": "profile-updater"}
+                   "CopywriterFunction": "copywriter", "ProfileUpdaterFunction": "profile-updater",
+                   "ConsoleFunction": "console"}
+    # (method, path) -> {(api, authorizer, function)}: SAM HttpApi events, and the console
+    # API's plain API Gateway v2 routes.
     deployed = {}
-    auth_of = {}
     for name, r in resources.items():
         if r["Type"] != "AWS::Serverless::Function":
             continue
@@ -207,29 +211,67 @@ def main():
             if ev["Type"] == "HttpApi":
                 props = ev["Properties"]
                 route = (props["Method"].upper(), props["Path"])
-                deployed[route] = function_of.get(name, name)
                 api = props.get("ApiId", {}).get("Ref")
                 api_auth = resources.get(api, {}).get("Properties", {}).get("Auth", {})
-                auth_of[route] = (api, props.get("Auth", {}).get("Authorizer")
-                                  or api_auth.get("DefaultAuthorizer"))
-    # Staff routes need IAM on the staff API; shopper routes are public on the storefront API.
+                authorizer = props.get("Auth", {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
+                deployed.setdefault(route, set()).add((api, authorizer, function_of.get(name, name)))
+    invoked_by = {}
+    for name, r in resources.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        p = r["Properties"]
+        method, _, path = p["RouteKey"].partition(" ")
+        target = re.fullmatch(r"integrations/\$\{(\w+)\}", p["Target"]["Fn::Sub"]).group(1)
+        uri = resources[target]["Properties"]["IntegrationUri"]["Fn::GetAtt"]
+        function = uri[0] if isinstance(uri, list) else uri.split(".")[0]
+        api = p["ApiId"]["Ref"]
+        checked += 1
+        if resources[target]["Properties"]["ApiId"]["Ref"] != api:
+            fail(f"{name}: its integration {target} belongs to another API")
+        authorizer = None
+        if p.get("AuthorizationType", "NONE") != "NONE":
+            authorizer = p["AuthorizationType"]
+            auth_res = resources[p["AuthorizerId"]["Ref"]]["Properties"]
+            checked += 1
+            if (auth_res["ApiId"]["Ref"] != api or auth_res["AuthorizerType"] != "JWT"
+                    or auth_res["JwtConfiguration"]["Audience"] != [{"Ref": "StaffUserPoolClient"}]
+                    or "${StaffUserPool}" not in auth_res["JwtConfiguration"]["Issuer"]["Fn::Sub"]):
+                fail(f"{name}: its authoriser is not the staff user pool's JWT authoriser on {api}")
+        deployed.setdefault((method, path), set()).add((api, authorizer, function_of.get(function, function)))
+        invoked_by.setdefault(function, set()).add(api)
+    # Every function behind a plain route may be invoked by that API (SAM adds these itself).
+    for function, apis in invoked_by.items():
+        for api in apis:
+            checked += 1
+            allowed = any(r["Type"] == "AWS::Lambda::Permission"
+                          and r["Properties"]["FunctionName"] == {"Ref": function}
+                          and r["Properties"]["Principal"] == "apigateway.amazonaws.com"
+                          and "${" + api + "}/" in r["Properties"]["SourceArn"]["Fn::Sub"]
+                          for r in resources.values())
+            if not allowed:
+                fail(f"{function}: no AWS::Lambda::Permission lets {api} invoke it")
+    want_of = {"public": {("StorefrontApi", None)}, "staff": {("StaffApi", "AWS_IAM")},
+               "staff+console": {("StaffApi", "AWS_IAM"), ("ConsoleApi", "JWT")},
+               "console": {("ConsoleApi", None)}}
     for route, a in access.items():
-        if route not in auth_of:
+        if route not in deployed:
             continue
         checked += 1
-        api, authorizer = auth_of[route]
-        want = ("StaffApi", "AWS_IAM") if a == "staff" else ("StorefrontApi", None)
-        if (api, authorizer) != want:
-            fail(f"route {route} ({a}): deployed on {api} with authorizer {authorizer}, expected {want}")
-    for what, (a, b) in {"code vs openapi.yaml": (set(code), documented),
+        got = {(api, auth) for api, auth, _ in deployed[route]}
+        if got != want_of[a]:
+            fail(f"route {route} ({a}): deployed as {sorted(got, key=str)}, expected {sorted(want_of[a], key=str)}")
+    # The console's page and assets are HTML and scripts, not API: not in the OpenAPI document.
+    api_routes = {r for r in code if access[r] != "console"}
+    for what, (a, b) in {"code vs openapi.yaml": (api_routes, documented),
                          "code vs template": (set(code), set(deployed))}.items():
         checked += 1
         if a != b:
             fail(f"routes, {what}: only in the first {sorted(a - b)}, only in the second {sorted(b - a)}")
     for route, function in code.items():
         checked += 1
-        if deployed.get(route, function) != function:
-            fail(f"route {route}: served by {function}, deployed on {deployed[route]}")
+        served_by = {f for _, _, f in deployed.get(route, set())}
+        if served_by - {function}:
+            fail(f"route {route}: served by {function}, deployed on {sorted(served_by)}")
     # Every route has an API Gateway sample in events/apigw/ (the cargo-lambda test sends them).
     sampled = set()
     for f in sorted((ROOT / "events" / "apigw").glob("*.json")):

@@ -10,6 +10,13 @@ bash infra/scripts/build-tools.sh
 # A one-shot build gains nothing from incremental state but its disk (set 1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# Headless Chromium and chromedriver for the staff console's browser test (shared/local/tests/
+# console.rs); its screenshots go under target/ here (the README's are taken by running that
+# test alone, which writes docs/screenshots/).
+SHOPMIND_TEST_CHROMEDRIVER="$(bash infra/scripts/install-browser.sh)"
+export SHOPMIND_TEST_CHROMEDRIVER
+export SHOPMIND_SCREENSHOT_DIR="${SHOPMIND_SCREENSHOT_DIR:-$PWD/target/screenshots}"
+
 source infra/scripts/emulator.sh
 start_emulator
 

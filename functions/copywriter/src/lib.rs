@@ -161,6 +161,14 @@ pub const ROUTES: [(&str, &str); 6] = [
     ("POST", "/v1/copy/drafts/review"),
 ];
 
+/// The Cognito group whose members may use the copy routes from the console.
+pub const COPY_EDITORS: &str = "copy-editors";
+
+/// The routes the staff console calls, also served on the console API (Cognito JWT); the
+/// others stay IAM-only for machine callers.
+pub const CONSOLE_ROUTES: [(&str, &str); 5] =
+    [ROUTES[1], ROUTES[2], ROUTES[3], ROUTES[4], ROUTES[5]];
+
 /// The most drafts one bulk review takes.
 pub const MAX_BULK: usize = 50;
 

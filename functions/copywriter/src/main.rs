@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use copywriter::{router, CopyConfig, CopyState, Worker, FUNCTION};
+use copywriter::{router, CopyConfig, CopyState, Worker, COPY_EDITORS, FUNCTION};
 use shopmind_copy::{ModelProvider, NoModel};
 use shopmind_inference::{InferenceConfig, LazyGenerator};
 use shopmind_runtime::sqs::batch_or_direct;
@@ -34,7 +34,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 service,
                 config: Arc::new(config),
             }),
-            StaffAuth::Iam,
+            StaffAuth::IamOrGroup(COPY_EDITORS.into()),
         ),
         DEFAULT_BODY_LIMIT,
     );

@@ -47,7 +47,7 @@ mod staff;
 
 pub use staff::{
     staff_router, EventBridgeHandoffs, HandoffEvent, HandoffNotifier, LogHandoffs,
-    EVENT_DETAIL_TYPE, EVENT_SOURCE, HANDOFF_REASONS, STAFF_ROUTES,
+    EVENT_DETAIL_TYPE, EVENT_SOURCE, HANDOFF_REASONS, STAFF_ROUTES, SUPPORT_AGENTS,
 };
 
 pub const FUNCTION: &str = "support";

@@ -12,7 +12,7 @@ use shopmind_runtime::{
 use shopmind_storage::aws::{sdk_config, AwsNames, AwsStore};
 use support::{
     router, staff_router, EventBridgeHandoffs, LazySentiment, LiveKnowledge, SupportConfig,
-    SupportState, FUNCTION,
+    SupportState, FUNCTION, SUPPORT_AGENTS,
 };
 
 #[tokio::main]
@@ -49,7 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     // Shopper routes on the shopper API; the staff routes on the staff API, whose
     // authoriser the guard insists on.
-    let app = router(state.clone()).merge(staff_only(staff_router(state), StaffAuth::Iam));
+    let app = router(state.clone()).merge(staff_only(
+        staff_router(state),
+        StaffAuth::IamOrGroup(SUPPORT_AGENTS.into()),
+    ));
     let app = finish_router(app, DEFAULT_BODY_LIMIT);
     run_on_lambda(FUNCTION, &runtime, app).await?;
     Ok(())

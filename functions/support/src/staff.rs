@@ -33,6 +33,9 @@ pub const STAFF_ROUTES: [(&str, &str); 4] = [
     ("POST", "/v1/staff/conversations/{id}/resolve"),
 ];
 
+/// The Cognito group whose members may use these routes from the console.
+pub const SUPPORT_AGENTS: &str = "support-agents";
+
 /// The reasons a conversation is handed off (the assistant's escalation reasons).
 pub const HANDOFF_REASONS: [&str; 5] = [
     "asked_for_human",
@@ -307,8 +310,9 @@ struct ListQuery {
 /// The conversation as staff see it: the handoff, and the shopper's id when signed in.
 fn summary(meta: &ConversationMeta, turns: Vec<Value>) -> Value {
     let h = meta.handoff.as_ref();
-    let shopper = (!meta.owner.starts_with(ANONYMOUS) && !meta.owner.starts_with("guest:"))
-        .then_some(meta.owner.as_str());
+    let shopper = (!meta.owner.starts_with(ANONYMOUS)
+        && !meta.owner.starts_with(shopmind_runtime::GUEST_PREFIX))
+    .then_some(meta.owner.as_str());
     json!({
         "conversation_id": meta.id,
         "status": h.map_or("open", |h| h.status.as_str()),

@@ -245,20 +245,31 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             what: EvalCommand::Grounding(args),
         } => copy::grounding(args, inference).await,
         Command::Routes => {
+            // Access: `public` (storefront API), `staff` (IAM on the staff API), `staff+console`
+            // (that, and the Cognito JWT on the console API), `console` (the console's assets).
             let all = recommend::ROUTES
                 .iter()
                 .map(|r| (r, "recommend", "public"))
                 .chain(support::ROUTES.iter().map(|r| (r, "support", "public")))
                 .chain(
-                    copywriter::ROUTES
+                    support::STAFF_ROUTES
                         .iter()
-                        .map(|r| (r, "copywriter", "staff")),
+                        .map(|r| (r, "support", "staff+console")),
                 )
+                .chain(copywriter::ROUTES.iter().map(|r| {
+                    let access = if copywriter::CONSOLE_ROUTES.contains(r) {
+                        "staff+console"
+                    } else {
+                        "staff"
+                    };
+                    (r, "copywriter", access)
+                }))
                 .chain(
                     profile_updater::ROUTES
                         .iter()
                         .map(|r| (r, "profile-updater", "staff")),
-                );
+                )
+                .chain(console::ROUTES.iter().map(|r| (r, "console", "console")));
             for ((method, path), function, access) in all {
                 println!("{method} {path} {function} {access}");
             }
@@ -728,6 +739,9 @@ fn app(parts: AppParts) -> axum::Router {
         .merge(recommend)
         .merge(support)
         .merge(copy)
+        .merge(console::router(console::ConsoleConfig {
+            sign_in: console::SignIn::Token,
+        }))
         .route(
             "/openapi.json",
             axum::routing::get(|| async {
@@ -873,7 +887,7 @@ async fn serve(
     if demo {
         let token = match &generated {
             Some(t) => {
-                println!("staff token for this run (copy routes): {t}");
+                println!("staff token for this run (staff routes and the console): {t}");
                 t.clone()
             }
             None => "$SHOPMIND_STAFF_TOKEN".into(),
@@ -885,6 +899,7 @@ async fn serve(
             }
             None => "<a token your shop signed for demo-shopper>".into(),
         };
+        println!("staff console: http://{local}/staff");
         println!(
             "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed' \\\n       -H 'authorization: Bearer {shopper}'\n  r=$(curl -s -XPOST http://{local}/v1/support/conversations); echo \"$r\"\n  id=$(echo \"$r\" | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/'); guest=$(echo \"$r\" | sed 's/.*\"guest_token\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
         );

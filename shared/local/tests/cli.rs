@@ -1,24 +1,11 @@
 //! The `shopmind` binary end to end: `embed` on the command line and `serve` over real TCP.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("SHOPMIND_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+use std::path::Path;
 
-fn shopmind() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopmind"));
-    cmd.env("SHOPMIND_MODELS_DIR", models_dir())
-        .env_remove("ORT_DYLIB_PATH");
-    cmd
-}
+use common::{http, models_dir, shopmind, Server};
 
 #[test]
 fn embed_prints_one_unit_vector_per_text() {
@@ -61,40 +48,20 @@ fn a_missing_runtime_exits_non_zero_with_instructions() {
     );
 }
 
-fn http(addr: &str, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     let data = std::env::temp_dir().join(format!("shopmind-cli-test-{}", std::process::id()));
-    let mut child = shopmind()
-        .args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
+    let mut cmd = shopmind();
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
         .arg(&data)
         .env("SHOPMIND_STAFF_TOKEN", "cli-test-staff-token")
         .env("SHOPMIND_COPY_GENERATOR", "off")
         // Extractive, searched as written: this test is about the routes, not the 1.5B model
         // (routes.rs is).
         .env("SHOPMIND_SUPPORT_GENERATE", "off")
-        .env("SHOPMIND_SUPPORT_TRANSLATE", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "server did not start");
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.strip_prefix("shopmind listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+        .env("SHOPMIND_SUPPORT_TRANSLATE", "off");
+    let server = Server::start(cmd);
+    let addr = server.addr.clone();
 
     let health = http(
         &addr,
@@ -185,8 +152,7 @@ fn serve_demo_seeds_sample_data_and_every_route_answers_over_tcp() {
     assert!(draft.contains("\"status\":\"pending_review\""), "{draft}");
     assert!(draft.contains("\"passed\":true"), "{draft}");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -19,7 +19,7 @@ pub use http::{
     bearer_token, finish_router, is_http_event, is_json_content_type, observe, run_http_and_events,
     run_on_lambda, serve_local, serve_until, ServeLimits, DEFAULT_BODY_LIMIT,
 };
-pub use shopper::{shopper_identity, IdentityError, Shopper, ShopperAuth};
+pub use shopper::{shopper_identity, IdentityError, Shopper, ShopperAuth, GUEST_PREFIX};
 pub use staff::{staff_only, StaffAuth, StaffIdentity};
 pub use telemetry::{init_tracing, invocation_span, redact, take_cold_start, Metrics, Unit};
 

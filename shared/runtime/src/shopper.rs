@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-pub use shopmind_identity::{IdentityError, Shopper, ShopperAuth};
+pub use shopmind_identity::{IdentityError, Shopper, ShopperAuth, GUEST_PREFIX};
 
 use crate::error::ApiError;
 

@@ -19,6 +19,9 @@ use crate::error::ApiError;
 pub enum StaffAuth {
     /// On Lambda: API Gateway authorised the caller with IAM.
     Iam,
+    /// On Lambda: API Gateway authorised the caller with IAM (machine callers, staff API) or
+    /// with a Cognito JWT (people, console API) whose `cognito:groups` include this group.
+    IamOrGroup(Arc<str>),
     /// Locally: `Authorization: Bearer <token>`.
     Token(Arc<str>),
     /// Locally without a token configured: staff routes are closed.
@@ -49,18 +52,15 @@ pub fn staff_only(router: Router, auth: StaffAuth) -> Router {
 
 async fn check(State(auth): State<StaffAuth>, mut req: Request, next: Next) -> Response {
     let identity = match &auth {
-        StaffAuth::Iam => req
-            .extensions()
-            .request_context_ref()
-            .and_then(|c| c.authorizer())
-            .and_then(|a| a.iam.as_ref())
-            .map(|iam| {
-                iam.user_arn
-                    .clone()
-                    .or_else(|| iam.caller_id.clone())
-                    .unwrap_or_else(|| "iam".into())
-            })
+        StaffAuth::Iam => iam_caller(&req)
             .ok_or_else(|| ApiError::forbidden("staff routes need IAM authorization")),
+        StaffAuth::IamOrGroup(group) => match (iam_caller(&req), jwt_claims(&req)) {
+            (Some(arn), _) => Ok(arn),
+            (None, Some(claims)) => staff_member(claims, group),
+            (None, None) => Err(ApiError::forbidden(
+                "staff routes need IAM authorization or a staff sign-in",
+            )),
+        },
         StaffAuth::Token(expected) => {
             let given = crate::http::bearer_token(req.headers());
             match given {
@@ -91,6 +91,55 @@ async fn check(State(auth): State<StaffAuth>, mut req: Request, next: Next) -> R
             resp
         }
     }
+}
+
+fn iam_caller(req: &Request) -> Option<String> {
+    let iam = req
+        .extensions()
+        .request_context_ref()?
+        .authorizer()?
+        .iam
+        .as_ref()?;
+    Some(
+        iam.user_arn
+            .clone()
+            .or_else(|| iam.caller_id.clone())
+            .unwrap_or_else(|| "iam".into()),
+    )
+}
+
+fn jwt_claims(req: &Request) -> Option<&std::collections::HashMap<String, String>> {
+    let jwt = req
+        .extensions()
+        .request_context_ref()?
+        .authorizer()?
+        .jwt
+        .as_ref()?;
+    Some(&jwt.claims)
+}
+
+/// API Gateway checked the token's signature, issuer, audience and expiry; what is left is
+/// whether this person is in the group the route needs. HTTP APIs hand list claims over as
+/// one string, `[copy-editors support-agents]`.
+fn staff_member(
+    claims: &std::collections::HashMap<String, String>,
+    group: &str,
+) -> Result<String, ApiError> {
+    let groups = claims.get("cognito:groups").map_or("", String::as_str);
+    let member = groups
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .any(|g| g.trim_matches('"') == group);
+    if !member {
+        return Err(ApiError::forbidden(format!(
+            "this route needs the `{group}` staff group"
+        )));
+    }
+    let who = ["cognito:username", "username", "email", "sub"]
+        .iter()
+        .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()))
+        .map_or("unknown", String::as_str);
+    Ok(format!("cognito:{who}"))
 }
 
 /// Compares in time that depends on the lengths only, not on where the strings differ.
@@ -155,6 +204,60 @@ mod tests {
         );
         assert!(StaffAuth::local(Some("short")).is_err());
         assert!(matches!(StaffAuth::local(Some(" ")), Ok(StaffAuth::Closed)));
+    }
+
+    fn with_claims(claims: &[(&str, &str)]) -> Request {
+        let mut req = Request::builder().uri("/x").body(Body::empty()).unwrap();
+        let ctx: lambda_http::request::RequestContext = serde_json::from_value(serde_json::json!({
+            "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+            "requestId": "r", "routeKey": "GET /x", "stage": "$default", "time": "t",
+            "timeEpoch": 0,
+            "http": { "method": "GET", "path": "/x", "protocol": "HTTP/1.1",
+                      "sourceIp": "203.0.113.9", "userAgent": "t" },
+            "authorizer": { "jwt": {
+                "claims": claims.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                    .collect::<serde_json::Map<_, _>>(),
+                "scopes": null } }
+        }))
+        .unwrap();
+        req.extensions_mut().insert(ctx);
+        req
+    }
+
+    #[tokio::test]
+    async fn a_signed_in_person_needs_the_routes_group() {
+        let auth = StaffAuth::IamOrGroup(Arc::from("support-agents"));
+        let agent = with_claims(&[
+            ("cognito:groups", "[copy-editors support-agents]"),
+            ("cognito:username", "ana"),
+        ]);
+        let resp = app(auth.clone()).oneshot(agent).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"cognito:ana");
+        // Signed in, but an editor only (or no groups at all, as a shopper pool's token has).
+        for claims in [
+            vec![
+                ("cognito:groups", "[copy-editors]"),
+                ("cognito:username", "bo"),
+            ],
+            vec![("cognito:groups", "[support-agents-trainee]")],
+            vec![("sub", "1234")],
+        ] {
+            let resp = app(auth.clone())
+                .oneshot(with_claims(&claims))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{claims:?}");
+        }
+        // No authoriser context at all (a direct invoke, a shopper's bearer): refused.
+        assert_eq!(
+            call(app(auth), Some("a-shopper-token")).await.0,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[tokio::test]
