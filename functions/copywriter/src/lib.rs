@@ -208,10 +208,6 @@ pub fn api_error(e: CopyError) -> ApiError {
     }
 }
 
-fn actor(identity: Option<Extension<StaffIdentity>>) -> String {
-    identity.map_or_else(|| "unknown".into(), |Extension(id)| id.0)
-}
-
 async fn generate(
     State(state): State<CopyState>,
     identity: Option<Extension<StaffIdentity>>,
@@ -220,7 +216,7 @@ async fn generate(
     let deadline = Instant::now() + state.config.time_budget;
     let out = state
         .service
-        .generate(req, &actor(identity), Some(deadline), true)
+        .generate(req, &StaffIdentity::name_of(identity), Some(deadline), true)
         .await
         .map_err(api_error)?;
     tracing::info!(
@@ -309,7 +305,7 @@ async fn review(
     let key = key_from_parts(&product_id, &channel, &locale).map_err(api_error)?;
     let (draft, version) = state
         .service
-        .review(&key, &review, &actor(identity))
+        .review(&key, &review, &StaffIdentity::name_of(identity))
         .await
         .map_err(api_error)?;
     tracing::info!(product = %draft.product_id, status = ?draft.status, "draft reviewed");
@@ -370,7 +366,7 @@ async fn bulk_review(
             "drafts must list 1 to {MAX_BULK} drafts"
         )));
     }
-    let actor = actor(identity);
+    let actor = StaffIdentity::name_of(identity);
     let review = Review {
         decision: body.decision,
         text: None,

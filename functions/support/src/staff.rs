@@ -294,10 +294,6 @@ pub fn staff_router(state: SupportState) -> Router {
         .with_state(state)
 }
 
-fn actor(identity: Option<Extension<StaffIdentity>>) -> String {
-    identity.map_or_else(|| "unknown".into(), |Extension(id)| id.0)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -418,14 +414,14 @@ fn staff_text(text: Option<&str>, what: &str, required: bool) -> Result<Option<S
 }
 
 /// Records a staff action as a turn and moves the handoff to `status`; refused (409) unless
-/// a person has the conversation.
+/// a person has the conversation. The answer: the conversation, the turn's `seq`, the status.
 async fn act(
     state: &SupportState,
     id: &str,
     by: &str,
     body: Value,
     status: &str,
-) -> Result<(u64, Handoff), ApiError> {
+) -> Result<axum::Json<Value>, ApiError> {
     let meta = found(state, id).await?;
     let Some(current) = meta.handoff.clone().filter(|_| with_staff(&meta)) else {
         return Err(ApiError::conflict(format!(
@@ -463,7 +459,9 @@ async fn act(
             e => storage(e),
         })?;
     tracing::info!(conversation = %id, status, "staff action");
-    Ok((seq, next))
+    Ok(axum::Json(
+        json!({ "conversation_id": id, "seq": seq, "status": next.status }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -479,18 +477,15 @@ async fn reply(
     Json(body): Json<ReplyBody>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let text = staff_text(body.text.as_deref(), "text", true)?.unwrap_or_default();
-    let (seq, handoff) = act(
+    let done = act(
         &state,
         &id,
-        &actor(identity),
+        &StaffIdentity::name_of(identity),
         json!({ "role": "agent", "text": text }),
         "agent_replied",
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "conversation_id": id, "seq": seq, "status": handoff.status })),
-    ))
+    Ok((StatusCode::CREATED, done))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -508,17 +503,14 @@ async fn resolve(
 ) -> Result<axum::Json<Value>, ApiError> {
     let body: ResolveBody = crate::optional_json(&headers, &raw)?;
     let note = staff_text(body.note.as_deref(), "note", false)?;
-    let (seq, handoff) = act(
+    act(
         &state,
         &id,
-        &actor(identity),
+        &StaffIdentity::name_of(identity),
         json!({ "role": "event", "event": "resolved", "note": note }),
         "resolved",
     )
-    .await?;
-    Ok(axum::Json(
-        json!({ "conversation_id": id, "seq": seq, "status": handoff.status }),
-    ))
+    .await
 }
 
 #[cfg(test)]

@@ -45,6 +45,14 @@ impl StaffAuth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffIdentity(pub String);
 
+impl StaffIdentity {
+    /// Who the audit trail names: the caller [`staff_only`] let in, or `unknown` on a route
+    /// mounted without it.
+    pub fn name_of(identity: Option<axum::Extension<StaffIdentity>>) -> String {
+        identity.map_or_else(|| "unknown".into(), |axum::Extension(id)| id.0)
+    }
+}
+
 /// Puts every route of `router` behind `auth`.
 pub fn staff_only(router: Router, auth: StaffAuth) -> Router {
     router.layer(axum::middleware::from_fn_with_state(auth, check))

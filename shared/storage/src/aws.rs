@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, PutRequest, ScalarAttributeType,
@@ -698,58 +699,33 @@ impl ConversationStore for AwsStore {
     ) -> Result<Page<ConversationMeta>> {
         check_key_part(status)?;
         let after = parse_handoff_cursor(cursor)?.unwrap_or_default();
-        let limit = limit.max(1);
-        let (mut items, mut last, mut more, mut start) = (Vec::new(), None, false, None);
         let mut filter = "expires_at > :now".to_owned();
         if reason.is_some() {
             filter.push_str(" AND handoff_reason = :r");
         }
-        'pages: loop {
-            let mut query = self
-                .ddb
-                .query()
-                .table_name(&self.names.conversations)
-                .index_name(HANDOFF_INDEX)
-                .filter_expression(&filter)
-                .expression_attribute_values(":s", s(status))
-                .expression_attribute_values(":now", num(now_secs()));
-            if let Some(r) = reason {
-                query = query.expression_attribute_values(":r", s(r));
-            }
-            // DynamoDB refuses an empty string in a key condition: no cursor, no range part.
-            query = if after.is_empty() {
-                query.key_condition_expression("handoff_status = :s")
-            } else {
-                query
-                    .key_condition_expression("handoff_status = :s AND handoff_sort > :after")
-                    .expression_attribute_values(":after", s(&after))
-            };
-            let out = query
-                .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(be("Query"))?;
-            for item in out.items() {
-                if items.len() == limit {
-                    more = true;
-                    break 'pages;
-                }
-                items.push(conv_from_item(item)?);
-                last = Some(get_s(item, "handoff_sort")?.to_owned());
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
+        let mut query = self
+            .ddb
+            .query()
+            .table_name(&self.names.conversations)
+            .index_name(HANDOFF_INDEX)
+            .filter_expression(&filter)
+            .expression_attribute_values(":s", s(status))
+            .expression_attribute_values(":now", num(now_secs()));
+        if let Some(r) = reason {
+            query = query.expression_attribute_values(":r", s(r));
         }
+        let (items, last) = index_page(
+            query,
+            "handoff_status = :s",
+            "handoff_sort",
+            &after,
+            limit,
+            conv_from_item,
+        )
+        .await?;
         Ok(Page {
             items,
-            next: if more {
-                last.as_deref().map(handoff_cursor)
-            } else {
-                None
-            },
+            next: last.as_deref().map(handoff_cursor),
         })
     }
 
@@ -933,54 +909,70 @@ impl DraftStore for AwsStore {
     ) -> Result<Page<(DraftKey, Versioned<DraftRecord>)>> {
         check_key_part(status)?;
         let after = parse_draft_cursor(cursor)?.unwrap_or_default();
-        let limit = limit.max(1);
-        let mut items = Vec::new();
-        let mut last = None;
-        let mut more = false;
-        let mut start = None;
-        'pages: loop {
-            let mut query = self
-                .ddb
-                .query()
-                .table_name(&self.names.drafts)
-                .index_name(STATUS_INDEX)
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":s", s(status));
-            // DynamoDB refuses an empty string in a key condition: no cursor, no range part.
-            query = if after.is_empty() {
-                query.key_condition_expression("#s = :s")
-            } else {
-                query
-                    .key_condition_expression("#s = :s AND status_sort > :after")
-                    .expression_attribute_values(":after", s(&after))
-            };
-            let out = query
-                .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(be("Query"))?;
-            for item in out.items() {
-                if items.len() == limit {
-                    more = true;
-                    break 'pages;
-                }
-                items.push(draft_from_item(item)?);
-                last = Some(get_s(item, "status_sort")?.to_owned());
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.names.drafts)
+            .index_name(STATUS_INDEX)
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", s(status));
+        let (items, last) = index_page(
+            query,
+            "#s = :s",
+            "status_sort",
+            &after,
+            limit,
+            draft_from_item,
+        )
+        .await?;
         Ok(Page {
             items,
-            next: if more {
-                last.as_deref().map(draft_cursor)
-            } else {
-                None
-            },
+            next: last.as_deref().map(draft_cursor),
         })
+    }
+}
+
+/// One page of a listing kept in a GSI's sort key: `query` (table, index, `:s` and any
+/// filter) with the key condition `hash_condition`, past `after` when a cursor gave one,
+/// reading on through DynamoDB's own pages (a filter can leave one empty) until `limit` items
+/// are in. The items, and the last one's sort key when more follow.
+async fn index_page<T>(
+    query: QueryFluentBuilder,
+    hash_condition: &str,
+    sort_key: &str,
+    after: &str,
+    limit: usize,
+    convert: impl Fn(&HashMap<String, AttributeValue>) -> Result<T>,
+) -> Result<(Vec<T>, Option<String>)> {
+    let limit = limit.max(1);
+    // DynamoDB refuses an empty string in a key condition: no cursor, no range part.
+    let query = if after.is_empty() {
+        query.key_condition_expression(hash_condition)
+    } else {
+        query
+            .key_condition_expression(format!("{hash_condition} AND {sort_key} > :after"))
+            .expression_attribute_values(":after", s(after))
+    };
+    let (mut items, mut last, mut start) = (Vec::new(), None, None);
+    loop {
+        let out = query
+            .clone()
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(be("Query"))?;
+        for item in out.items() {
+            if items.len() == limit {
+                return Ok((items, last));
+            }
+            items.push(convert(item)?);
+            last = Some(get_s(item, sort_key)?.to_owned());
+        }
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok((items, None));
+        }
     }
 }
 

@@ -45,6 +45,39 @@ macro_rules! redb_try {
     };
 }
 
+/// One page of a `(status, sort key)` index: what `fetch` makes of each sort key after
+/// `after` (`None` skips the row: gone, expired or filtered out), at most `limit` of them;
+/// the last one's sort key when more follow.
+fn index_page<T>(
+    index: &impl ReadableTable<(&'static str, &'static str), ()>,
+    status: &str,
+    after: Option<&str>,
+    limit: usize,
+    mut fetch: impl FnMut(&str) -> Result<Option<T>>,
+) -> Result<(Vec<T>, Option<String>)> {
+    let (mut items, mut last) = (Vec::new(), None);
+    let start = after.unwrap_or_default();
+    for entry in redb_try!("read", index.range((status, start)..)) {
+        let (k, _) = redb_try!("read", entry);
+        let (s, sort_key) = k.value();
+        if s != status {
+            break;
+        }
+        if after == Some(sort_key) {
+            continue;
+        }
+        let Some(item) = fetch(sort_key)? else {
+            continue;
+        };
+        if items.len() == limit {
+            return Ok((items, last));
+        }
+        items.push(item);
+        last = Some(sort_key.to_owned());
+    }
+    Ok((items, None))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`: `dir/shopmind.redb` and `dir/blobs/`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -431,44 +464,22 @@ impl ConversationStore for EmbeddedStore {
             let txn = redb_try!("read", db.begin_read());
             let index = redb_try!("read", txn.open_table(HANDOFFS_BY_STATUS));
             let convs = redb_try!("read", txn.open_table(CONVERSATIONS));
-            let start = after.clone().unwrap_or_default();
             let now = now_secs();
-            let (mut items, mut last, mut more) = (Vec::new(), None, false);
-            for entry in redb_try!("read", index.range((status.as_str(), start.as_str())..)) {
-                let (k, _) = redb_try!("read", entry);
-                let (s, sort_key) = k.value();
-                if s != status {
-                    break;
-                }
-                if after.as_deref() == Some(sort_key) {
-                    continue;
-                }
+            let (items, last) = index_page(&index, &status, after.as_deref(), limit, |sort_key| {
                 let id = sort_key.split_once('|').map_or("", |(_, id)| id);
                 let Some(v) = redb_try!("read", convs.get(id)) else {
-                    continue;
+                    return Ok(None);
                 };
                 let meta: ConversationMeta = decode_doc("conversation", v.value())?;
                 let wanted = meta.expires_at > now
                     && reason
                         .as_deref()
                         .is_none_or(|r| meta.handoff.as_ref().is_some_and(|h| h.reason == r));
-                if !wanted {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(meta);
-                last = Some(sort_key.to_owned());
-            }
+                Ok(wanted.then_some(meta))
+            })?;
             Ok(Page {
                 items,
-                next: if more {
-                    last.as_deref().map(handoff_cursor)
-                } else {
-                    None
-                },
+                next: last.as_deref().map(handoff_cursor),
             })
         })
         .await
@@ -569,41 +580,19 @@ impl DraftStore for EmbeddedStore {
             let txn = redb_try!("read", db.begin_read());
             let index = redb_try!("read", txn.open_table(DRAFTS_BY_STATUS));
             let drafts = redb_try!("read", txn.open_table(DRAFTS));
-            let start = after.clone().unwrap_or_default();
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut more = false;
-            for entry in redb_try!("read", index.range((status.as_str(), start.as_str())..)) {
-                let (k, _) = redb_try!("read", entry);
-                let (s, sort_key) = k.value();
-                if s != status {
-                    break;
-                }
-                if after.as_deref() == Some(sort_key) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                let key = sort_key
-                    .split_once('|')
-                    .map(|(_, k)| k)
-                    .unwrap_or_default()
-                    .to_owned();
-                let Some(v) = redb_try!("read", drafts.get(key.as_str())) else {
-                    continue;
+            let (items, last) = index_page(&index, &status, after.as_deref(), limit, |sort_key| {
+                let key = sort_key.split_once('|').map_or("", |(_, k)| k);
+                let Some(v) = redb_try!("read", drafts.get(key)) else {
+                    return Ok(None);
                 };
-                items.push((DraftKey::decode(&key)?, decode_doc("draft", v.value())?));
-                last = Some(sort_key.to_owned());
-            }
+                Ok(Some((
+                    DraftKey::decode(key)?,
+                    decode_doc("draft", v.value())?,
+                )))
+            })?;
             Ok(Page {
                 items,
-                next: if more {
-                    last.as_deref().map(draft_cursor)
-                } else {
-                    None
-                },
+                next: last.as_deref().map(draft_cursor),
             })
         })
         .await
