@@ -118,18 +118,25 @@ UPSET_CUE = re.compile(
 TRANSLATE = "把这条客户消息翻译成中文，保留原来的语气。只写译文。\n\n消息：{}"
 
 
-def clean(text: str, kind: str, original: str) -> str | None:
+def message_line(text: str, zh: bool) -> str | None:
+    """The generated message: quotes and a "Message:" label off, its first line; None when
+    empty, over 400 characters or in the wrong script."""
     t = text.strip().strip('"“”').strip()
-    t = re.sub(r"^(rewritten message|message|消息|改写后的消息|译文)\s*[:：]\s*", "", t, flags=re.I).strip()
+    t = re.sub(r"^(rewritten message|message|subject|消息|改写后的消息|译文)\s*[:：]\s*", "", t,
+               flags=re.I).strip()
     t = t.split("\n")[0].strip().strip('"“”').strip()
-    if not t or t == original or len(t) > 400:
+    if not t or len(t) > 400:
         return None
-    zh = kind.endswith("_zh")
     if zh and len(HAN.findall(t)) < max(4, len(t) // 3):
         return None
     if not zh and HAN.search(t):
         return None
     return t
+
+
+def clean(text: str, kind: str, original: str) -> str | None:
+    t = message_line(text, kind.endswith("_zh"))
+    return None if t == original else t
 
 
 def main() -> None:

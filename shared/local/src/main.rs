@@ -507,16 +507,31 @@ async fn tune_intent(
 ) -> Result<(), CliError> {
     let encoder = LazyEncoder::new(inference).get().await?;
     let base = shopmind_support::TrainConfig::default();
+    let blend = shopmind_support::KnnBlend::default();
+    // The head's settings alone, then the nearest examples' vote on the default head.
     let mut grid = Vec::new();
     for input_scale in [5.0, 10.0, 20.0, 30.0] {
         for epochs in [40, 80] {
             for l2 in [1e-5, 1e-6] {
-                grid.push(shopmind_support::TrainConfig {
+                let c = shopmind_support::TrainConfig {
                     input_scale,
                     epochs,
                     l2,
                     ..base
-                });
+                };
+                grid.push((c, None));
+            }
+        }
+    }
+    for k in [5, 10, 20, 40] {
+        for temperature in [0.02, 0.05, 0.1] {
+            for weight in [0.25, 0.35, 0.45] {
+                let knn = shopmind_support::KnnBlend {
+                    k,
+                    temperature,
+                    weight,
+                };
+                grid.push((base, Some(knn)));
             }
         }
     }
@@ -530,12 +545,19 @@ async fn tune_intent(
     .map_err(|e| CliError::Eval(e.to_string()))?
     .map_err(|e| CliError::Eval(e.to_string()))?;
     println!(
-        "\n| input scale | epochs | L2 | held-out train accuracy |\n| --- | --- | --- | --- |"
+        "\n| input scale | epochs | L2 | examples' vote (k, temperature, weight) | held-out train accuracy |\n| --- | --- | --- | --- | --- |"
     );
-    for (c, acc) in rows {
-        let mark = if c == base { " (default)" } else { "" };
+    for (c, knn, acc) in rows {
+        let mark = if c == base && knn == Some(blend) {
+            " (default)"
+        } else {
+            ""
+        };
+        let vote = knn.map_or("none".to_owned(), |k| {
+            format!("{}, {}, {}", k.k, k.temperature, k.weight)
+        });
         println!(
-            "| {} | {} | {:e} | {acc:.4}{mark} |",
+            "| {} | {} | {:e} | {vote} | {acc:.4}{mark} |",
             c.input_scale, c.epochs, c.l2
         );
     }
@@ -635,11 +657,18 @@ async fn eval_support(
     println!(
         "\nneutral questions handed off as upset (BANKING77 test, {n}; negative ≥ {threshold}): {share:.4}"
     );
-    // Upset support messages (generated rewrites of BANKING77 test questions; see
-    // infra/eval/upset/README.md) and their calm Chinese counterparts.
-    let labelled = std::path::Path::new("infra/eval/upset/test.jsonl");
-    if labelled.is_file() {
-        let (path, enc) = (labelled.to_owned(), encoder.clone());
+    // Upset support messages (generated rewrites of BANKING77 test questions, and calm and
+    // upset messages about shop situations; see infra/eval/upset/README.md) and their Chinese
+    // counterparts.
+    for labelled in [
+        "infra/eval/upset/test.jsonl",
+        "infra/eval/upset/test_shop.jsonl",
+    ] {
+        let labelled = std::path::Path::new(labelled);
+        if !labelled.is_file() {
+            continue;
+        }
+        let (path, enc, head) = (labelled.to_owned(), encoder.clone(), head.clone());
         let figures = tokio::task::spawn_blocking(move || {
             shopmind_support::eval::upset_figures(&path, enc, &head, threshold, &mut |_, _, _| {})
         })

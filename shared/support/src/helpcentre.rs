@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_shipped_help_centres_parse() {
-        for dir in ["dev", "dev2", "test"] {
+        for dir in ["dev", "dev2", "dev3", "test"] {
             let path = format!(
                 "{}/../../infra/eval/helpcentre/{dir}/questions.jsonl",
                 env!("CARGO_MANIFEST_DIR")

@@ -24,7 +24,7 @@ pub use bm25::{tokenize, Bm25};
 pub use error::SupportError;
 pub use grounded::{check_grounded, writes_cjk, AnswerWriter, Passage};
 pub use head::{train, LinearHead, TrainConfig};
-pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction};
+pub use intent::{Exemplar, IntentCatalog, IntentModel, IntentPrediction, KnnBlend};
 pub use kb::{chunk_article, parse_articles, Article, BadLine, Chunk, ChunkConfig, ParsedArticles};
 pub use mask::{extract_entities, mask, Entity, EntityKind};
 pub use retrieve::{Hit, KbIndex, RetrieveConfig, Retrieved};
