@@ -100,12 +100,17 @@ impl LinearHead {
 
     /// The most probable label and its probability.
     pub fn predict(&self, x: &[f32]) -> Option<(&str, f32)> {
-        let p = self.probabilities(x);
+        self.most_probable(&self.probabilities(x))
+    }
+
+    /// The most probable of `p` (probabilities over [`Self::labels`]), the first label on a
+    /// tie; `None` when `p` is empty.
+    pub fn most_probable(&self, p: &[f32]) -> Option<(&str, f32)> {
         let (i, s) = p
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(&a.0)))?;
-        Some((self.labels[i].as_str(), *s))
+        Some((self.labels.get(i)?.as_str(), *s))
     }
 }
 

@@ -287,7 +287,11 @@ impl IntentModel {
     /// Probabilities over `head.labels` for one embedding (empty for a vector of the wrong
     /// size): the head's, with the nearest examples' vote mixed in when the model has one.
     pub fn probabilities(&self, vector: &[f32]) -> Vec<f32> {
-        let mut p = self.head.probabilities(vector);
+        self.with_vote(vector, self.head.probabilities(vector))
+    }
+
+    /// The head's probabilities `p` for `vector` with the examples' vote mixed in.
+    fn with_vote(&self, vector: &[f32], mut p: Vec<f32>) -> Vec<f32> {
         let (Some(knn), false) = (self.knn, p.is_empty()) else {
             return p;
         };
@@ -326,24 +330,24 @@ impl IntentModel {
     }
 
     pub fn classify(&self, vector: &[f32]) -> IntentPrediction {
-        let p = self.probabilities(vector);
-        let voted = p
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(&a.0)))
-            .map(|(i, &p)| (self.head.labels[i].as_str(), p));
+        // The head's probabilities once: the vote is mixed into a copy, the head's own pick
+        // is still needed below.
+        let head_p = self.head.probabilities(vector);
+        let p = self.with_vote(vector, head_p.clone());
+        let voted = self.head.most_probable(&p);
         // The vote cannot hand a conversation over on its own: it was chosen for telling
         // intents apart (BANKING77 has no handoff intent), and with a shop's few examples the
         // one nearest a calm question may be a handoff intent's ("I want to know what personal
         // data you store about me" voted `legal_complaint` on the test help centre). A handoff
         // intent needs the head's own confidence, as before the vote; without it the head
         // decides.
-        let head = || self.head.predict(vector);
         let best = match voted {
-            Some((name, _)) if self.handoff.iter().any(|h| h == name) => match head() {
-                Some((n, hp)) if n == name && hp >= self.min_confidence => voted,
-                other => other,
-            },
+            Some((name, _)) if self.handoff.iter().any(|h| h == name) => {
+                match self.head.most_probable(&head_p) {
+                    Some((n, hp)) if n == name && hp >= self.min_confidence => voted,
+                    other => other,
+                }
+            }
             other => other,
         };
         match best {
