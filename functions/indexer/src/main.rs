@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Handler {
         blobs: store,
         encoder: Arc::new(LazyEncoder::new(InferenceConfig::from_env()?)),
-        signals: SignalsConfig::default(),
+        signals: SignalsConfig::from_lookup(|k| std::env::var(k).ok())?,
     };
     shopmind_runtime::run_events(FUNCTION, &runtime, move |event, mut metrics| {
         let handler = handler.clone();

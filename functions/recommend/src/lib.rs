@@ -42,6 +42,8 @@ pub enum RecommendError {
 /// | `SHOPMIND_RECS_THETA_SEMANTIC` / `_COLLABORATIVE` / `_POPULARITY` / `_CONTEXT` | 0.35 / 0.45 / 0.10 / 0.50 |
 /// | `SHOPMIND_RECS_MMR_LAMBDA` (0–1; 1 = no diversification) | 0.8 |
 /// | `SHOPMIND_RECS_POOL` (candidates per source) | 200 |
+/// | `SHOPMIND_RECS_SEEDS` (recent and bought items whose neighbours are candidates) | 20 |
+/// | `SHOPMIND_RECS_SEED_DECAY` (a seed of recency rank r weighs 1 / (1 + decay · r)) | 0.2 |
 /// | `SHOPMIND_RECS_DEFAULT_LIMIT` / `SHOPMIND_RECS_MAX_LIMIT` | 10 / 100 |
 /// | `SHOPMIND_INDEX_REFRESH_SECS` (how often the `LATEST` pointers are read) | 60 |
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +112,8 @@ impl RecommendConfig {
                 theta,
                 mmr_lambda: num("SHOPMIND_RECS_MMR_LAMBDA", d.blend.mmr_lambda, 0.0, 1.0)?,
                 pool: num("SHOPMIND_RECS_POOL", d.blend.pool as f64, 1.0, 100_000.0)? as usize,
-                seeds: d.blend.seeds,
+                seeds: num("SHOPMIND_RECS_SEEDS", d.blend.seeds as f64, 1.0, 1000.0)? as usize,
+                seed_decay: num("SHOPMIND_RECS_SEED_DECAY", d.blend.seed_decay, 0.0, 100.0)?,
             },
             default_limit,
             max_limit,

@@ -115,12 +115,13 @@ enum EvalCommand {
         /// Where datasets, splits and results go.
         #[arg(long, default_value = ".cache/eval")]
         out: PathBuf,
-        /// The share of each user's latest interactions held out.
+        /// The share held out: each user's latest (per-user split), the latest interactions
+        /// overall (global split); the validation slice is carved the same way from training.
         #[arg(long, default_value_t = 0.2)]
         holdout: f64,
-        /// Also score a hybrid with these weights: semantic,collaborative,popularity.
+        /// Re-tune the peers even if the prepared files match.
         #[arg(long)]
-        theta: Option<String>,
+        force: bool,
     },
     /// Intent accuracy (linear head vs nearest centroid) and retrieval hit@1/hit@3 on
     /// BANKING77 (train rows as exemplars, test rows as questions).
@@ -225,9 +226,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     dataset,
                     out,
                     holdout,
-                    theta,
+                    force,
                 },
-        } => eval_recs(&dataset, &out, holdout, theta.as_deref(), inference).await,
+        } => eval_recs(&dataset, &out, holdout, force, inference).await,
         Command::Eval {
             what:
                 EvalCommand::Support {
@@ -365,7 +366,7 @@ async fn index(
             serde_json::to_value(r)?
         }
         IndexCommand::Signals => {
-            let cfg = shopmind_recs::SignalsConfig::default();
+            let cfg = shopmind_recs::SignalsConfig::from_lookup(|k| std::env::var(k).ok())?;
             serde_json::to_value(
                 shopmind_recs::index_signals(&store, &cfg, shopmind_storage::now_secs()).await?,
             )?
@@ -423,33 +424,22 @@ async fn eval_recs(
     dataset: &str,
     out: &std::path::Path,
     holdout: f64,
-    theta: Option<&str>,
+    force: bool,
     inference: InferenceConfig,
 ) -> Result<(), CliError> {
-    let extra = match theta {
-        None => None,
-        Some(t) => {
-            let w: Vec<f64> = t.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            if w.len() != 3 || w.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                return Err(CliError::Eval(format!(
-                    "--theta {t:?}: expected three non-negative numbers, semantic,collaborative,popularity"
-                )));
-            }
-            Some(shopmind_recs::Theta {
-                semantic: w[0],
-                collaborative: w[1],
-                popularity: w[2],
-                context: 0.0,
-            })
-        }
-    };
+    if !(holdout > 0.0 && holdout < 1.0) {
+        return Err(CliError::Eval(format!(
+            "--holdout {holdout}: expected a share between 0 and 1"
+        )));
+    }
     // The project's venv has the pinned Python tools; plain python3 otherwise.
     let python = if std::path::Path::new(".venv/bin/python").exists() {
         ".venv/bin/python"
     } else {
         "python3"
     };
-    let status = std::process::Command::new(python)
+    let mut prepare = std::process::Command::new(python);
+    prepare
         .args([
             "infra/eval/movielens.py",
             "prepare",
@@ -458,7 +448,11 @@ async fn eval_recs(
             "--out",
         ])
         .arg(out)
-        .args(["--holdout", &holdout.to_string()])
+        .args(["--holdout", &holdout.to_string()]);
+    if force {
+        prepare.arg("--force");
+    }
+    let status = prepare
         .status()
         .map_err(|e| CliError::Eval(format!("could not run infra/eval/movielens.py: {e}")))?;
     if !status.success() {
@@ -470,26 +464,48 @@ async fn eval_recs(
     let dir = out.join(dataset);
     let started = std::time::Instant::now();
     let report = tokio::task::spawn_blocking(move || {
-        shopmind_recs::eval::evaluate(&dir, encoder, extra, &mut |what, done, total| {
+        shopmind_recs::eval::evaluate(&dir, encoder, &mut |what, done, total| {
             eprintln!("[eval] {what}: {done}/{total}");
         })
     })
     .await
     .map_err(|e| CliError::Eval(e.to_string()))??;
-    println!(
-        "\n{dataset}: {} users evaluated; {}; full ranking over all items minus each user's training items; K = {}",
-        report.users_evaluated,
-        report.split["split"].as_str().unwrap_or(""),
-        shopmind_recs::eval::K
-    );
-    println!("peer: {}\n", report.split["peer"].as_str().unwrap_or(""));
-    println!("| method | NDCG@10 | Recall@10 | HitRate@10 | coverage |");
-    println!("| --- | --- | --- | --- | --- |");
-    for r in &report.results {
+    for split in &report.splits {
+        let l = &split.learned;
         println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.3} |",
-            r.method, r.ndcg, r.recall, r.hit_rate, r.coverage
+            "\n{dataset}, {} split ({}): {} test users; all items minus each user's training items ranked; K = {}",
+            split.split,
+            split.description,
+            split.users_evaluated,
+            shopmind_recs::eval::K
         );
+        println!(
+            "cold-item slice: {} items with ≤ {} training interactions, {} users with one in their test set, ranked among the cold items only",
+            split.cold_items,
+            report.prepared["splits"][&split.split]["cold_max_train_interactions"],
+            split.cold_users
+        );
+        println!(
+            "validation NDCG@10: learned {:.4}, shipped defaults {:.4}\n",
+            l.validation_ndcg, l.default_validation_ndcg
+        );
+        println!("| method | chosen on validation | NDCG@10 ± s.e. | Recall@10 | HitRate@10 | coverage | cold NDCG@10 | cold Recall@10 | NDCG@10 (movielens.py) |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        for r in &split.results {
+            println!(
+                "| {} | {} | {:.4} ± {:.4} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |",
+                r.method,
+                r.params,
+                r.all.ndcg,
+                r.ndcg_se,
+                r.all.recall,
+                r.all.hit_rate,
+                r.coverage,
+                r.cold.ndcg,
+                r.cold.recall,
+                r.ndcg_python.map(|v| format!("{v:.4}")).unwrap_or_default()
+            );
+        }
     }
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     let path = out.join(dataset).join("results.json");

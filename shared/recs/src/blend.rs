@@ -20,6 +20,26 @@ pub struct Theta {
     pub context: f64,
 }
 
+impl Theta {
+    /// The weights in a candidate's slot order.
+    fn weights(&self) -> [f64; 4] {
+        [
+            self.semantic,
+            self.collaborative,
+            self.popularity,
+            self.context,
+        ]
+    }
+}
+
+/// Σ θ_k · s_k / max_k over the sources that scored anything in the pool.
+fn blend(s: &[f64; 4], max: &[f64; 4], th: &[f64; 4]) -> f64 {
+    (0..4)
+        .filter(|k| max[*k] > 0.0)
+        .map(|k| th[k] * s[k] / max[k])
+        .sum()
+}
+
 impl Default for Theta {
     fn default() -> Self {
         Self {
@@ -40,6 +60,8 @@ pub struct BlendConfig {
     pub pool: usize,
     /// Recent and purchased items whose neighbours are candidates.
     pub seeds: usize,
+    /// How fast a seed's weight falls with its recency rank r: 1 / (1 + decay · r).
+    pub seed_decay: f64,
 }
 
 impl Default for BlendConfig {
@@ -49,6 +71,7 @@ impl Default for BlendConfig {
             mmr_lambda: 0.8,
             pool: 200,
             seeds: 20,
+            seed_decay: 0.2,
         }
     }
 }
@@ -157,31 +180,26 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Scales each source to [0, 1], blends, ranks, and re-ranks with MMR.
-    fn finish(self, theta: &Theta, lambda: f64, limit: usize) -> Vec<Recommendation> {
-        let index = self.index;
+    /// Each source's highest score over the pool: sources are scaled to [0, 1] by it.
+    fn maxima(&self) -> [f64; 4] {
         let mut max = [0.0f64; 4];
         for c in self.cands.values() {
             for (m, s) in max.iter_mut().zip(c.s) {
                 *m = m.max(s);
             }
         }
-        let th = [
-            theta.semantic,
-            theta.collaborative,
-            theta.popularity,
-            theta.context,
-        ];
+        max
+    }
+
+    /// Scales each source to [0, 1], blends, ranks, and re-ranks with MMR.
+    fn finish(self, theta: &Theta, lambda: f64, limit: usize) -> Vec<Recommendation> {
+        let index = self.index;
+        let max = self.maxima();
+        let th = theta.weights();
         let mut ranked: Vec<(usize, f64, Candidate)> = self
             .cands
             .into_iter()
-            .map(|(row, c)| {
-                let blended: f64 = (0..4)
-                    .filter(|k| max[*k] > 0.0)
-                    .map(|k| th[k] * c.s[k] / max[k])
-                    .sum();
-                (row, blended, c)
-            })
+            .map(|(row, c)| (row, blend(&c.s, &max, &th), c))
             .filter(|(_, b, _)| *b > 0.0)
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -283,16 +301,95 @@ fn seed_direction(index: &ItemIndex, seeds: &[(usize, f64, &'static str)]) -> Op
     (norm > 1e-6).then(|| sum.iter().map(|x| x / norm).collect())
 }
 
+/// What a request rules out: its excluded rows, out-of-stock items, other categories.
+struct Filter<'a> {
+    index: &'a ItemIndex,
+    excluded: HashSet<usize>,
+    category: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn allows(&self, row: usize) -> bool {
+        !self.excluded.contains(&row)
+            && self.index.meta(row).is_some_and(|m| {
+                m.in_stock
+                    && self
+                        .category
+                        .is_none_or(|c| m.category.starts_with(c.trim()))
+            })
+    }
+}
+
 /// "For you": semantic (profile embedding), collaborative (neighbours of recent and purchased
 /// items), popularity (trending in the asked category, else popular), and context. With no
 /// profile this is the cold-start path: popularity and context. Whatever they leave short of
 /// `limit` is topped up from the catalog (newest first, across categories).
 pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Recommendation> {
-    let Some(index) = snap.items.as_deref() else {
+    let Some((pool, filter)) = gather(snap, req, cfg) else {
         return Vec::new();
     };
+    let mut out = pool.finish(&cfg.theta, cfg.mmr_lambda, req.limit);
+    fill_from_catalog(filter.index, |row| filter.allows(row), &mut out, req.limit);
+    out
+}
+
+/// A "for you" request's candidates with every source's score, before blending: offline
+/// tuning gathers them once per shopper and ranks them under many θ.
+pub struct Candidates<'a>(Pool<'a>);
+
+impl std::fmt::Debug for Candidates<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates")
+            .field("len", &self.0.cands.len())
+            .finish()
+    }
+}
+
+impl Candidates<'_> {
+    /// The top `limit` rows under `theta`: the order [`for_you`] gives with `mmr_lambda` 1,
+    /// before the catalog top-up.
+    pub fn rank(&self, theta: &Theta, limit: usize) -> Vec<usize> {
+        let max = self.0.maxima();
+        let th = theta.weights();
+        let mut ranked: Vec<(usize, f64)> = self
+            .0
+            .cands
+            .iter()
+            .map(|(row, c)| (*row, blend(&c.s, &max, &th)))
+            .filter(|(_, b)| *b > 0.0)
+            .collect();
+        let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if ranked.len() > limit && limit > 0 {
+            ranked.select_nth_unstable_by(limit - 1, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(order);
+        ranked.truncate(limit);
+        ranked.into_iter().map(|(row, _)| row).collect()
+    }
+}
+
+/// The candidates [`for_you`] would blend; `None` without an item index.
+pub fn for_you_candidates<'a>(
+    snap: &'a Snapshot,
+    req: &ForYou<'_>,
+    cfg: &BlendConfig,
+) -> Option<Candidates<'a>> {
+    gather(snap, req, cfg).map(|(pool, _)| Candidates(pool))
+}
+
+fn gather<'a, 'r>(
+    snap: &'a Snapshot,
+    req: &ForYou<'r>,
+    cfg: &BlendConfig,
+) -> Option<(Pool<'a>, Filter<'r>)>
+where
+    'a: 'r,
+{
+    let index = snap.items.as_deref()?;
     let mut excluded: HashSet<usize> = req.exclude_rows.cloned().unwrap_or_default();
     let mut seeds: Vec<(usize, f64, &'static str)> = Vec::new();
+    let weight = |rank: usize| 1.0 / (1.0 + rank as f64 * cfg.seed_decay);
     if let Some(p) = req.profile {
         for (rank, s) in p.purchased.iter().enumerate() {
             if let Some(r) = index.row(&s.item_id) {
@@ -300,7 +397,7 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
                     excluded.insert(r);
                 }
                 if rank < cfg.seeds {
-                    seeds.push((r, 1.0 / (1.0 + rank as f64 * 0.2), "you bought"));
+                    seeds.push((r, weight(rank), "you bought"));
                 }
             }
         }
@@ -310,20 +407,17 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
                     excluded.insert(r);
                 }
                 if rank < cfg.seeds && !seeds.iter().any(|x| x.0 == r) {
-                    seeds.push((r, 1.0 / (1.0 + rank as f64 * 0.2), "you viewed"));
+                    seeds.push((r, weight(rank), "you viewed"));
                 }
             }
         }
     }
-    let allowed = |row: usize| {
-        !excluded.contains(&row)
-            && index.meta(row).is_some_and(|m| {
-                m.in_stock
-                    && req
-                        .category
-                        .is_none_or(|c| m.category.starts_with(c.trim()))
-            })
+    let filter = Filter {
+        index,
+        excluded,
+        category: req.category,
     };
+    let allowed = |row: usize| filter.allows(row);
     let title = |row: usize| index.meta(row).map(|m| m.title.clone()).unwrap_or_default();
     let id = |row: usize| index.meta(row).map(|m| m.item_id.clone());
     let mut pool = Pool {
@@ -450,9 +544,7 @@ pub fn for_you(snap: &Snapshot, req: &ForYou<'_>, cfg: &BlendConfig) -> Vec<Reco
             });
         }
     }
-    let mut out = pool.finish(&cfg.theta, cfg.mmr_lambda, req.limit);
-    fill_from_catalog(index, allowed, &mut out, req.limit);
-    out
+    Some((pool, filter))
 }
 
 /// Tops `out` up to `limit` from [`ItemIndex::showcase`] (newest first, one category at a

@@ -53,6 +53,12 @@ pub struct SignalsConfig {
     pub trending_half_life_secs: f64,
     /// Items kept per list (popular, trending per category).
     pub list_len: usize,
+    /// Neighbours from EASE^R item weights instead of cosine (see `ease`), when at most
+    /// `ease_max_items` items have behaviour; `None` keeps cosine. The value is λ relative to
+    /// the mean of the Gram matrix's diagonal (an item's mean interaction mass), so one
+    /// setting carries across shops of different sizes.
+    pub ease_lambda: Option<f64>,
+    pub ease_max_items: usize,
 }
 
 impl Default for SignalsConfig {
@@ -68,11 +74,59 @@ impl Default for SignalsConfig {
             popularity_half_life_secs: 14.0 * 86_400.0,
             trending_half_life_secs: 86_400.0,
             list_len: 200,
+            ease_lambda: None,
+            ease_max_items: 5_000,
         }
     }
 }
 
 impl SignalsConfig {
+    /// The defaults with the item model from the environment (read once at start):
+    ///
+    /// | variable | default | meaning |
+    /// | --- | --- | --- |
+    /// | `SHOPMIND_SIGNALS_ITEM_MODEL` | `cosine` | `cosine` or `ease` (EASE^R item weights) |
+    /// | `SHOPMIND_SIGNALS_EASE_LAMBDA` | `10` | EASE's λ relative to the mean Gram diagonal |
+    /// | `SHOPMIND_SIGNALS_EASE_MAX_ITEMS` | `5000` | above this many items with behaviour, cosine |
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RecsError> {
+        let d = Self::default();
+        let value = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str, default: f64, lo: f64, hi: f64| match value(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && (lo..=hi).contains(x))
+                .ok_or_else(|| {
+                    RecsError::Config(format!("{name}={v:?}: expected a number from {lo} to {hi}"))
+                }),
+        };
+        let lambda = number("SHOPMIND_SIGNALS_EASE_LAMBDA", 10.0, 1e-6, 1e6)?;
+        let ease_lambda = match value("SHOPMIND_SIGNALS_ITEM_MODEL").as_deref() {
+            None | Some("cosine") => None,
+            Some("ease") => Some(lambda),
+            Some(other) => {
+                return Err(RecsError::Config(format!(
+                    "SHOPMIND_SIGNALS_ITEM_MODEL={other:?}: expected cosine or ease"
+                )))
+            }
+        };
+        Ok(Self {
+            ease_lambda,
+            ease_max_items: number(
+                "SHOPMIND_SIGNALS_EASE_MAX_ITEMS",
+                d.ease_max_items as f64,
+                2.0,
+                20_000.0,
+            )? as usize,
+            ..d
+        })
+    }
+
     fn weight(&self, kind: EventType) -> Option<(f64, Relation)> {
         match kind {
             EventType::View => Some((self.view, Relation::CoView)),
@@ -101,6 +155,29 @@ pub struct Signals {
 pub struct TimedEvent {
     pub event: BehaviourEvent,
     pub at: i64,
+}
+
+impl TimedEvent {
+    /// A signed-in shopper's event on one item, nothing else known (replayed interactions).
+    pub fn on_item(event_id: String, user: String, kind: EventType, item: String, at: i64) -> Self {
+        Self {
+            event: BehaviourEvent {
+                event_id,
+                user_id: Some(user),
+                anonymous_id: None,
+                kind,
+                item_id: Some(item),
+                query: None,
+                timestamp: String::new(),
+                value: None,
+                session_id: None,
+                category: None,
+                brand: None,
+                price: None,
+            },
+            at,
+        }
+    }
 }
 
 fn decay(dt: i64, half_life: f64) -> f64 {
@@ -187,7 +264,11 @@ pub fn build_signals(
         }
     }
     let mut neighbours: BTreeMap<String, Vec<Neighbour>> = BTreeMap::new();
-    for ((a, b), (dotp, n, rel)) in pair {
+    let ease = cfg
+        .ease_lambda
+        .filter(|_| norm.len() >= 2 && norm.len() <= cfg.ease_max_items)
+        .and_then(|lambda| ease_neighbours(&norm, &pair, lambda));
+    for ((a, b), (dotp, n, rel)) in pair.into_iter().filter(|_| ease.is_none()) {
         if n < cfg.min_sessions {
             continue;
         }
@@ -204,6 +285,9 @@ pub fn build_signals(
                 relation: rel,
             });
         }
+    }
+    if let Some(e) = ease {
+        neighbours = e;
     }
     for list in neighbours.values_mut() {
         list.sort_by(|x, y| {
@@ -250,6 +334,57 @@ pub fn build_signals(
         events: events.len(),
         sessions: sessions.len(),
     }
+}
+
+/// Every item's EASE^R neighbours (positive weights only; the caller keeps the top m).
+/// `None` when the Gram matrix is not invertible with this λ.
+fn ease_neighbours(
+    norm: &HashMap<&str, f64>,
+    pair: &HashMap<(&str, &str), (f64, u32, Relation)>,
+    lambda: f64,
+) -> Option<BTreeMap<String, Vec<Neighbour>>> {
+    let mut items: Vec<&str> = norm.keys().copied().collect();
+    items.sort_unstable();
+    let pos: HashMap<&str, usize> = items.iter().enumerate().map(|(k, i)| (*i, k)).collect();
+    let n = items.len();
+    let mut g = vec![0.0; n * n];
+    for (item, sq) in norm {
+        let k = pos[item];
+        g[k * n + k] = *sq;
+    }
+    for ((a, b), (dotp, _, _)) in pair {
+        let (i, j) = (pos[a], pos[b]);
+        g[i * n + j] = *dotp;
+        g[j * n + i] = *dotp;
+    }
+    let mean_diag = norm.values().sum::<f64>() / n as f64;
+    let started = std::time::Instant::now();
+    let b = crate::ease::weights(g, n, lambda * mean_diag)?;
+    tracing::info!(
+        items = n,
+        lambda = lambda * mean_diag,
+        ms = started.elapsed().as_millis() as u64,
+        "EASE item weights"
+    );
+    let relation = |x: &str, y: &str| {
+        let key = if x < y { (x, y) } else { (y, x) };
+        pair.get(&key).map_or(Relation::CoView, |p| p.2)
+    };
+    let mut out = BTreeMap::new();
+    for (j, from) in items.iter().enumerate() {
+        let list: Vec<Neighbour> = (0..n)
+            .filter(|i| b[j * n + i] > 0.0)
+            .map(|i| Neighbour {
+                item_id: items[i].to_owned(),
+                score: b[j * n + i],
+                relation: relation(from, items[i]),
+            })
+            .collect();
+        if !list.is_empty() {
+            out.insert((*from).to_owned(), list);
+        }
+    }
+    Some(out)
 }
 
 /// Reads every archived event under `events/` once (the archive may hold a redelivered
@@ -327,23 +462,7 @@ mod tests {
     use super::*;
 
     fn ev(id: &str, user: &str, kind: EventType, item: &str, at: i64) -> TimedEvent {
-        TimedEvent {
-            event: BehaviourEvent {
-                event_id: id.into(),
-                user_id: Some(user.into()),
-                anonymous_id: None,
-                kind,
-                item_id: Some(item.into()),
-                query: None,
-                timestamp: String::new(),
-                value: None,
-                session_id: None,
-                category: None,
-                brand: None,
-                price: None,
-            },
-            at,
-        }
+        TimedEvent::on_item(id.into(), user.into(), kind, item.into(), at)
     }
 
     /// Three sessions, computed by hand with weights view 1, purchase 5:
@@ -392,6 +511,81 @@ mod tests {
         assert_eq!(rel("A", "C"), Some(Relation::CoView));
         // Neighbours best first.
         assert_eq!(s.neighbours["A"][0].item_id, "B");
+    }
+
+    /// EASE^R neighbours against numpy (`ease::tests` has the same X): five one-session
+    /// shoppers over items a–d, X = [[1,1,0,0],[0,1,1,0],[1,1,1,0],[0,0,1,1],[1,0,0,1]].
+    /// Mean Gram diagonal (3+3+3+2)/4 = 2.75, so relative λ 0.5/2.75 is λ = 0.5, where numpy
+    /// gives B[a] = [0, 0.54054, -0.27737, 0.45161]: a's neighbours are b then d, never c.
+    #[test]
+    fn ease_neighbours_match_numpy_and_fall_back_to_cosine_past_the_cap() {
+        let x = [
+            [1, 1, 0, 0],
+            [0, 1, 1, 0],
+            [1, 1, 1, 0],
+            [0, 0, 1, 1],
+            [1, 0, 0, 1],
+        ];
+        let names = ["a", "b", "c", "d"];
+        let mut events = Vec::new();
+        for (u, row) in x.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                if *v == 1 {
+                    let id = format!("{u}-{i}");
+                    events.push(ev(&id, &format!("u{u}"), EventType::View, names[i], 100));
+                }
+            }
+        }
+        let cfg = SignalsConfig {
+            ease_lambda: Some(0.5 / 2.75),
+            ..SignalsConfig::default()
+        };
+        let s = build_signals(&events, &|_| None, 200, &cfg);
+        let a: Vec<(&str, f64)> = s.neighbours["a"]
+            .iter()
+            .map(|n| (n.item_id.as_str(), n.score))
+            .collect();
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!((a[0].0, a[1].0), ("b", "d"));
+        assert!((a[0].1 - 0.5405405405405405).abs() < 1e-9, "{a:?}");
+        assert!((a[1].1 - 0.4516129032258064).abs() < 1e-9, "{a:?}");
+        // B is not symmetric: b's weight for a is 0.72993.
+        let b_a = s.neighbours["b"].iter().find(|n| n.item_id == "a").unwrap();
+        assert!((b_a.score - 0.72992700729927).abs() < 1e-9);
+
+        // Over the item cap the job keeps cosine: a and c co-occur once, so c is listed.
+        let capped = SignalsConfig {
+            ease_max_items: 3,
+            ..cfg
+        };
+        let s = build_signals(&events, &|_| None, 200, &capped);
+        assert!(s.neighbours["a"].iter().any(|n| n.item_id == "c"));
+    }
+
+    #[test]
+    fn item_model_settings_parse_with_clear_errors() {
+        let env = |pairs: Vec<(&'static str, &'static str)>| {
+            move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_owned())
+        };
+        let d = SignalsConfig::from_lookup(env(vec![])).unwrap();
+        assert_eq!(d, SignalsConfig::default());
+        let e = SignalsConfig::from_lookup(env(vec![
+            ("SHOPMIND_SIGNALS_ITEM_MODEL", "ease"),
+            ("SHOPMIND_SIGNALS_EASE_LAMBDA", "3"),
+            ("SHOPMIND_SIGNALS_EASE_MAX_ITEMS", "800"),
+        ]))
+        .unwrap();
+        assert_eq!((e.ease_lambda, e.ease_max_items), (Some(3.0), 800));
+        for bad in [
+            ("SHOPMIND_SIGNALS_ITEM_MODEL", "als"),
+            ("SHOPMIND_SIGNALS_EASE_LAMBDA", "-1"),
+            ("SHOPMIND_SIGNALS_EASE_MAX_ITEMS", "lots"),
+        ] {
+            let err = SignalsConfig::from_lookup(env(vec![bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(bad.0) && err.contains(bad.1), "{err}");
+        }
     }
 
     #[test]

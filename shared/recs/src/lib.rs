@@ -5,6 +5,7 @@
 
 mod blend;
 mod cooc;
+mod ease;
 mod error;
 pub mod eval;
 mod index;
@@ -12,7 +13,10 @@ mod indexer;
 mod live;
 mod topk;
 
-pub use blend::{for_you, similar, BlendConfig, ForYou, Reason, Recommendation, Source, Theta};
+pub use blend::{
+    for_you, for_you_candidates, similar, BlendConfig, Candidates, ForYou, Reason, Recommendation,
+    Source, Theta,
+};
 pub use cooc::{
     build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
     TimedEvent,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use shopmind_profiles::{DecayedVector, Profile, SeenItem};
 use shopmind_recs::{
-    for_you, similar, BlendConfig, ForYou, ItemIndex, ItemMeta, Neighbour, Relation, Scored,
-    Signals, Snapshot, Source,
+    for_you, for_you_candidates, similar, BlendConfig, ForYou, ItemIndex, ItemMeta, Neighbour,
+    Relation, Scored, Signals, Snapshot, Source, Theta,
 };
 
 /// Items on a 4-d "topic" axis: dresses (d*), shoes (s*), lamps (l*).
@@ -144,6 +144,54 @@ fn a_known_shopper_gets_semantic_and_bought_together_items_and_not_what_they_saw
         ..req.clone()
     };
     assert!(ids(&for_you(&snap, &keep, &BlendConfig::default())).contains(&"d1"));
+}
+
+/// The offline θ search ranks gathered candidates itself; what it ranks must be what the
+/// storefront would get with those weights (before the catalog top-up).
+#[test]
+fn candidates_ranked_under_any_theta_match_for_you_without_mmr() {
+    let snap = snapshot();
+    let profile = shopper();
+    let req = ForYou {
+        profile: Some(&profile),
+        limit: 5,
+        exclude_recent: true,
+        ..ForYou::default()
+    };
+    let gathered = for_you_candidates(&snap, &req, &BlendConfig::default()).unwrap();
+    let index = snap.items.as_deref().unwrap();
+    let thetas = [
+        (0.35, 0.45, 0.1),
+        (1.0, 0.0, 0.0),
+        (0.0, 1.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (0.05, 1.0, 0.4),
+    ];
+    let mut orders = Vec::new();
+    for (s, c, p) in thetas {
+        let theta = Theta {
+            semantic: s,
+            collaborative: c,
+            popularity: p,
+            context: 0.0,
+        };
+        let ranked: Vec<String> = gathered
+            .rank(&theta, req.limit)
+            .into_iter()
+            .map(|r| index.meta(r).unwrap().item_id.clone())
+            .collect();
+        assert!(!ranked.is_empty());
+        let cfg = BlendConfig {
+            theta,
+            mmr_lambda: 1.0,
+            ..BlendConfig::default()
+        };
+        let served = for_you(&snap, &req, &cfg);
+        assert_eq!(ids(&served)[..ranked.len()], ranked, "θ {s}/{c}/{p}");
+        orders.push(ranked);
+    }
+    // The weights matter: semantic alone and popularity alone disagree.
+    assert_ne!(orders[1], orders[3]);
 }
 
 #[test]
