@@ -330,9 +330,14 @@ fn learn(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Learned, RecsError> {
     let mut best: Option<(Learned, Side)> = None;
+    // The shipped defaults' figure, on the cosine signals the grid builds anyway.
+    let mut shipped = None;
     for ease in ITEM_MODEL_GRID {
         progress(&format!("validation signals, EASE λ {ease:?}"), 0, 1);
         let val = Side::load(dir, index.clone(), ease)?;
+        if ease.is_none() {
+            shipped = Some(mean_ndcg(&val, &BlendConfig::default()));
+        }
         let mut l = grid(&val, progress);
         l.ease_lambda = ease;
         if best
@@ -342,9 +347,12 @@ fn learn(
             best = Some((l, val));
         }
     }
-    let Some((mut learned, val)) = best else {
-        return Err(RecsError::Invalid("no item model to try".into()));
+    let (Some((mut learned, val)), Some(shipped)) = (best, shipped) else {
+        return Err(RecsError::Invalid(
+            "the item-model grid must include cosine".into(),
+        ));
     };
+    learned.default_validation_ndcg = shipped;
     for lambda in MMR_GRID.iter().skip(1) {
         progress("validation MMR", 0, 1);
         let v = mean_ndcg(
@@ -359,8 +367,6 @@ fn learn(
             learned.mmr_lambda = *lambda;
         }
     }
-    let shipped = Side::load(dir, index.clone(), None)?;
-    learned.default_validation_ndcg = mean_ndcg(&shipped, &BlendConfig::default());
     Ok(learned)
 }
 
@@ -622,6 +628,12 @@ fn peers(
     prepared: &serde_json::Value,
 ) -> Result<Vec<MethodResult>, RecsError> {
     let mut all: BTreeMap<String, (Tally, Tally)> = BTreeMap::new();
+    let seen_of: HashMap<&str, HashSet<usize>> = test
+        .train
+        .iter()
+        .map(|(u, h)| (u.as_str(), h.iter().map(|x| x.1).collect()))
+        .collect();
+    let nothing = HashSet::new();
     for (file, is_cold) in [("peers.tsv", false), ("peers_cold.tsv", true)] {
         for r in read_tsv(&dir.join(file))? {
             let (Some(method), Some(user)) = (r.first(), r.get(1)) else {
@@ -630,11 +642,7 @@ fn peers(
             let Some(truth) = test.truth.get(user) else {
                 continue;
             };
-            let seen: HashSet<usize> = test
-                .train
-                .get(user)
-                .map(|h| h.iter().map(|x| x.1).collect())
-                .unwrap_or_default();
+            let seen = seen_of.get(user.as_str()).unwrap_or(&nothing);
             let list: Vec<usize> = r[2..]
                 .iter()
                 .filter_map(|i| test.index.row(i))
