@@ -244,6 +244,16 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
     let profile = store.get_profile("u-1001").await.unwrap().unwrap();
     assert_eq!(profile.value["counts"]["purchase"], 1, "{}", profile.value);
 
+    // Storefront batches as StorefrontEventsApi queues them: u-1001's from the token (its event
+    // naming u-2002 dropped, not retried), and an anonymous visitor's search.
+    let answer = watch.invoke("profile-updater", "sqs/storefront-events-batch.json");
+    assert!(failures(&answer).is_empty(), "{answer}");
+    let profile = store.get_profile("u-1001").await.unwrap().unwrap();
+    assert_eq!(profile.value["counts"]["view"], 2, "{}", profile.value);
+    assert!(store.get_profile("u-2002").await.unwrap().is_none());
+    let visitor = store.get_profile("visitor-42").await.unwrap().unwrap();
+    assert_eq!(visitor.value["counts"]["search"], 1, "{}", visitor.value);
+
     // Uploads and the signals schedule.
     let answer = watch.invoke("indexer", "s3/catalog-object-created.json");
     assert_eq!(answer["catalogs"][0]["report"]["items"], 20, "{answer}");
@@ -252,7 +262,8 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
     let answer = watch.invoke("indexer", "eventbridge/s3-kb-intents-created.json");
     assert!(answer["intents"].is_object(), "{answer}");
     let answer = watch.invoke("indexer", "eventbridge/signals-schedule.json");
-    assert_eq!(answer["signals"]["events"], 2, "{answer}");
+    // The backend's two and the storefront's two (u-1001's view, the visitor's search).
+    assert_eq!(answer["signals"]["events"], 4, "{answer}");
 
     // The storefront: recommendations with reasons.
     let (status, page) = http(&watch.invoke("recommend", "apigw/recommend-similar.json"));
@@ -432,6 +443,7 @@ async fn every_function_answers_its_samples_under_cargo_lambda_watch() {
     assert_eq!(status, 200, "{forgotten}");
     assert_eq!(forgotten["profile"], true, "{forgotten}");
     assert_eq!(forgotten["conversations"], 1, "{forgotten}");
-    assert_eq!(forgotten["idempotency_records"], 2, "{forgotten}");
+    // evt-0001 and evt-0002 from the backend, web-0001 from the storefront.
+    assert_eq!(forgotten["idempotency_records"], 3, "{forgotten}");
     assert!(store.get_profile("u-1001").await.unwrap().is_none());
 }

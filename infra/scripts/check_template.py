@@ -10,7 +10,9 @@
 4. The HTTP routes agree three ways: the routes the functions build (`shopmind routes`), the
    paths of infra/openapi.yaml (itself validated as OpenAPI 3.1), and the HttpApi events of the
    template, each bound to the right function; every route on exactly the APIs and authorisers
-   its access says (public: StorefrontApi; staff: IAM on StaffApi; staff+console: that and the
+   its access says (public: StorefrontApi; events: StorefrontEventsApi, which queues for the
+   profile-updater, its request model the OpenAPI schema, checked with sample and refused
+   batches; staff: IAM on StaffApi; staff+console: that and the
    Cognito JWT on ConsoleApi; console: ConsoleApi's page without one), every function behind
    ConsoleApi allowed to be invoked by it; and every route has a sample in events/apigw/.
 
@@ -250,7 +252,93 @@ def main():
                           for r in resources.values())
             if not allowed:
                 fail(f"{function}: no AWS::Lambda::Permission lets {api} invoke it")
-    want_of = {"public": {("StorefrontApi", None)}, "staff": {("StaffApi", "AWS_IAM")},
+    # Routes API Gateway serves onto a queue itself (REST API, `aws` integration with SQS): the
+    # route belongs to the function that reads that queue. The request model must be the
+    # OpenAPI document's schema, and the mapping must set what the profile-updater reads.
+    for name, r in resources.items():
+        if r["Type"] != "AWS::Serverless::Api":
+            continue
+        body = r["Properties"].get("DefinitionBody", {})
+        for path, ops in body.get("paths", {}).items():
+            for method, op in ops.items():
+                integ = op.get("x-amazon-apigateway-integration", {})
+                uri = integ.get("uri", {})
+                uri = uri.get("Fn::Sub", "") if isinstance(uri, dict) else uri
+                queue = re.search(r":sqs:path/\$\{AWS::AccountId\}/\$\{(\w+)\.QueueName\}$", uri)
+                checked += 1
+                if integ.get("type") != "aws" or not queue:
+                    fail(f"{name} {method.upper()} {path}: not an SQS integration")
+                    continue
+                queue = queue.group(1)
+                readers = [function_of.get(n, n) for n, f in resources.items()
+                           if f["Type"] == "AWS::Serverless::Function"
+                           for ev in f["Properties"].get("Events", {}).values()
+                           if ev["Type"] == "SQS" and ev["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}]
+                checked += 1
+                if len(readers) != 1:
+                    fail(f"{name} {method.upper()} {path}: {queue} is read by {readers}, expected one function")
+                    continue
+                deployed.setdefault((method.upper(), path), set()).add((name, None, readers[0]))
+                checked += 1
+                if op.get("x-amazon-apigateway-request-validator") not in body.get("x-amazon-apigateway-request-validators", {}) \
+                        or integ.get("passthroughBehavior") != "never":
+                    fail(f"{name} {method.upper()} {path}: the body is not validated, or unmatched bodies pass through")
+                mapping = integ.get("requestTemplates", {}).get("application/json", "")
+                intake = (ROOT / "shared" / "profiles" / "src" / "intake.rs").read_text()
+                for const in ("ORIGIN_ATTRIBUTE", "STOREFRONT_ORIGIN", "AUTHORIZATION_ATTRIBUTE", "REQUEST_ID_ATTRIBUTE"):
+                    value = re.search(rf'pub const {const}: &str = "([^"]+)";', intake).group(1)
+                    checked += 1
+                    if f"={value}&" not in mapping and not mapping.endswith(f"={value}"):
+                        fail(f"{name}: the SQS mapping does not carry {const} ({value!r}) as the profile-updater reads it")
+        schemas = body.get("components", {}).get("schemas", {})
+        if not schemas:
+            continue
+        # The model equals the document's schemas (descriptions aside) ...
+        def bare(node):
+            if isinstance(node, dict):
+                return {k: bare(v) for k, v in node.items() if k != "description"}
+            if isinstance(node, list):
+                return [bare(v) for v in node]
+            return node
+        for schema_name, schema in schemas.items():
+            checked += 1
+            if bare(schema) != bare(spec["components"]["schemas"].get(schema_name)):
+                fail(f"{name}: model {schema_name} differs from infra/openapi.yaml's")
+        # ... and, read as API Gateway reads models (JSON Schema draft 4), it takes the samples
+        # and refuses what the profile-updater would refuse anyway.
+        from jsonschema import Draft4Validator
+        root = {"components": {"schemas": schemas}}
+        batch = Draft4Validator({"$ref": "#/components/schemas/EventBatch", **root})
+        good = json.loads((ROOT / "events" / "sqs" / "storefront-events-batch.json").read_text())["Records"]
+        ev = {"event_id": "e1", "type": "view", "item_id": "sku-1", "timestamp": "2026-11-28T10:15:00Z"}
+        bad = {
+            "no events": {},
+            "empty": {"events": []},
+            "51 events": {"events": [ev] * 51},
+            "another top-level field": {"events": [ev], "user": "u"},
+            "unknown event field": {"events": [{**ev, "colour": "red"}]},
+            "unknown type": {"events": [{**ev, "type": "teleport"}]},
+            "no timestamp": {"events": [{k: v for k, v in ev.items() if k != "timestamp"}]},
+            "not RFC 3339": {"events": [{**ev, "timestamp": "yesterday"}]},
+            "id with |": {"events": [{**ev, "event_id": "a|b"}]},
+            "id too long": {"events": [{**ev, "item_id": "x" * 129}]},
+            "negative value": {"events": [{**ev, "value": -1}]},
+            "query too long": {"events": [{**ev, "type": "search", "query": "q" * 513}]},
+        }
+        for record in good:
+            checked += 1
+            errors = [e.message for e in batch.iter_errors(json.loads(record["body"]))]
+            if errors:
+                fail(f"{name}: the sample batch {record['messageId']} is refused: {errors[:2]}")
+        for what, doc in bad.items():
+            checked += 1
+            if batch.is_valid(doc):
+                fail(f"{name}: the model accepts a batch with {what}")
+        checked += 1
+        if not batch.is_valid({"events": [ev] * 50}):
+            fail(f"{name}: the model refuses a full batch of 50")
+    want_of = {"public": {("StorefrontApi", None)}, "events": {("StorefrontEventsApi", None)},
+               "staff": {("StaffApi", "AWS_IAM")},
                "staff+console": {("StaffApi", "AWS_IAM"), ("ConsoleApi", "JWT")},
                "console": {("ConsoleApi", None)}}
     for route, a in access.items():
@@ -272,11 +360,17 @@ def main():
         served_by = {f for _, _, f in deployed.get(route, set())}
         if served_by - {function}:
             fail(f"route {route}: served by {function}, deployed on {sorted(served_by)}")
-    # Every route has an API Gateway sample in events/apigw/ (the cargo-lambda test sends them).
+    # Every route has an API Gateway sample in events/apigw/ (the cargo-lambda test sends them);
+    # a route API Gateway queues has one in events/sqs/ instead: the message it queues.
     sampled = set()
     for f in sorted((ROOT / "events" / "apigw").glob("*.json")):
         method, _, path = json.loads(f.read_text())["routeKey"].partition(" ")
         sampled.add((method, path))
+    for f in sorted((ROOT / "events" / "sqs").glob("*.json")):
+        for record in json.loads(f.read_text())["Records"]:
+            origin = record.get("messageAttributes", {}).get("shopmind_origin", {}).get("stringValue")
+            if origin == "storefront-api":
+                sampled.update(r for r, a in access.items() if a == "events")
     checked += 1
     if set(code) - sampled:
         fail(f"routes without a sample in events/apigw/: {sorted(set(code) - sampled)}")

@@ -111,6 +111,7 @@ async fn run(store: Arc<dyn Store>) -> f64 {
     let h = Handler {
         updater: Arc::new(updater),
         deadline_margin: Duration::from_millis(100),
+        shoppers: Default::default(),
     };
     let batches = batches();
     let t0 = Instant::now();

@@ -50,6 +50,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Handler {
         updater: Arc::new(updater),
         deadline_margin: runtime.deadline_margin,
+        shoppers: Arc::new(shopmind_runtime::ShopperAuth::from_env()?),
     };
     let app = finish_router(
         staff_only(router(forget), StaffAuth::Iam),

@@ -76,6 +76,8 @@ fn world() -> &'static World {
                 generator: Arc::new(shopmind_inference::LazyGenerator::new(&inference)),
                 staff: shopmind_runtime::StaffAuth::local(Some(STAFF_TOKEN)).unwrap(),
                 shoppers: Arc::new(shoppers),
+                updater_cfg: Default::default(),
+                signals_due: Default::default(),
             });
             (app, token)
         });
@@ -89,7 +91,7 @@ fn world() -> &'static World {
 }
 
 /// Every route (method, path with `{}` for each parameter).
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 14] = [
     ("GET", "/healthz"),
     ("POST", "/v1/embeddings"),
     ("GET", "/openapi.json"),
@@ -103,6 +105,7 @@ const ROUTES: [(&str, &str); 13] = [
     ("GET", "/v1/copy/drafts/{}/{}/{}"),
     ("POST", "/v1/copy/drafts/{}/{}/{}/review"),
     ("DELETE", "/v1/users/{}/data"),
+    ("POST", "/v1/events"),
 ];
 
 /// A path segment: a real id, or any characters percent-encoded, or raw bytes escaped.
@@ -199,6 +202,8 @@ fn field() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("text".to_owned()),
         Just("texts".to_owned()),
+        Just("events".to_owned()),
+        Just("event_id".to_owned()),
         Just("user_id".to_owned()),
         Just("locale".to_owned()),
         Just("product".to_owned()),

@@ -111,6 +111,8 @@ pub async fn eval(args: HelpCentreArgs, inference: InferenceConfig) -> Result<()
             .map_err(CliError::Copy)?,
         // No guest sessions: each question's conversation answers to its id alone.
         shoppers: Arc::new(shopmind_runtime::ShopperAuth::default()),
+        updater_cfg: Default::default(),
+        signals_due: Default::default(),
     });
 
     // One warm-up question so the first timed one does not pay for loading the models.

@@ -174,6 +174,8 @@ enum CliError {
     },
     #[error(transparent)]
     Storage(#[from] shopmind_storage::StorageError),
+    #[error(transparent)]
+    Profiles(#[from] shopmind_profiles::ProfileError),
     #[error("could not write JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -246,7 +248,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             what: EvalCommand::Grounding(args),
         } => copy::grounding(args, inference).await,
         Command::Routes => {
-            // Access: `public` (storefront API), `staff` (IAM on the staff API), `staff+console`
+            // Access: `public` (storefront API), `events` (the storefront events API, which
+            // queues without a function), `staff` (IAM on the staff API), `staff+console`
             // (that, and the Cognito JWT on the console API), `console` (the console's assets).
             let all = recommend::ROUTES
                 .iter()
@@ -269,6 +272,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     profile_updater::ROUTES
                         .iter()
                         .map(|r| (r, "profile-updater", "staff")),
+                )
+                // Served by API Gateway onto the events queue the profile-updater reads.
+                .chain(
+                    profile_updater::STOREFRONT_ROUTES
+                        .iter()
+                        .map(|r| (r, "profile-updater", "events")),
                 )
                 .chain(console::ROUTES.iter().map(|r| (r, "console", "console")));
             for ((method, path), function, access) in all {
@@ -720,6 +729,10 @@ struct AppParts {
     generator: Arc<shopmind_inference::LazyGenerator>,
     staff: shopmind_runtime::StaffAuth,
     shoppers: Arc<shopmind_runtime::ShopperAuth>,
+    /// How `POST /v1/events` updates profiles.
+    updater_cfg: shopmind_profiles::UpdaterConfig,
+    /// Set when events were applied, for the signals schedule.
+    signals_due: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn app(parts: AppParts) -> axum::Router {
@@ -734,6 +747,8 @@ fn app(parts: AppParts) -> axum::Router {
         generator,
         staff,
         shoppers,
+        updater_cfg,
+        signals_due,
     } = parts;
     let models: Arc<dyn shopmind_copy::ModelProvider> = if copy_cfg.generator {
         generator.clone()
@@ -752,9 +767,28 @@ fn app(parts: AppParts) -> axum::Router {
         })),
         staff.clone(),
     );
+    let indexes = Arc::new(shopmind_recs::LiveIndexes::new(store.clone(), recs.refresh));
+    // The profile-updater's path, as its SQS handler runs it in AWS.
+    let updater = shopmind_profiles::ProfileUpdater::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        updater_cfg,
+    )
+    .with_query_embedder(Arc::new(profile_updater::EncoderQueries(encoder.clone())))
+    .with_item_vectors(Arc::new(shopmind_recs::IndexItemVectors(indexes.clone())));
+    let events = profile_updater::events_router(
+        profile_updater::EventsState {
+            updater: Arc::new(updater),
+            on_applied: Arc::new(move || {
+                signals_due.store(true, std::sync::atomic::Ordering::Relaxed)
+            }),
+        },
+        shoppers.clone(),
+    );
     let recommend = recommend::router(recommend::RecommendState {
         profiles: store.clone(),
-        indexes: Arc::new(shopmind_recs::LiveIndexes::new(store.clone(), recs.refresh)),
+        indexes,
         encoder: encoder.clone(),
         config: Arc::new(recs),
         shoppers: shoppers.clone(),
@@ -782,6 +816,7 @@ fn app(parts: AppParts) -> axum::Router {
     ));
     let routes = shopmind_embed_api::router(EmbedState { encoder, limits })
         .merge(recommend)
+        .merge(events)
         .merge(support)
         .merge(copy)
         .merge(console::router(console::ConsoleConfig {
@@ -946,7 +981,7 @@ async fn serve(
         };
         println!("staff console: http://{local}/staff");
         println!(
-            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed' \\\n       -H 'authorization: Bearer {shopper}'\n  r=$(curl -s -XPOST http://{local}/v1/support/conversations); echo \"$r\"\n  id=$(echo \"$r\" | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/'); guest=$(echo \"$r\" | sed 's/.*\"guest_token\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
+            "\nTry:\n  curl -s http://{local}/healthz\n  curl -s http://{local}/v1/embeddings -H 'content-type: application/json' \\\n       -d '{{\"texts\": [\"linen summer dress\", \"Where is my order?\"]}}' | head -c 300; echo\n  curl -s 'http://{local}/v1/items/dress-linen/similar?limit=3'\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3' -H 'authorization: Bearer {shopper}'\n  curl -s http://{local}/v1/events -H 'authorization: Bearer {shopper}' -H 'content-type: application/json' \\\n       -d \"{{\\\"events\\\": [{{\\\"event_id\\\": \\\"demo-1\\\", \\\"type\\\": \\\"view\\\", \\\"item_id\\\": \\\"lamp-desk\\\", \\\"timestamp\\\": \\\"$(date -u +%FT%TZ)\\\"}}]}}\"\n  curl -s 'http://{local}/v1/users/demo-shopper/recommendations?limit=3&context=something%20for%20reading%20in%20bed' \\\n       -H 'authorization: Bearer {shopper}'\n  r=$(curl -s -XPOST http://{local}/v1/support/conversations); echo \"$r\"\n  id=$(echo \"$r\" | sed 's/.*\"conversation_id\":\"\\([^\"]*\\)\".*/\\1/'); guest=$(echo \"$r\" | sed 's/.*\"guest_token\":\"\\([^\"]*\\)\".*/\\1/')\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How many days do I have to return a dress?\"}}'\n  curl -sN http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'accept: text/event-stream' -H 'content-type: application/json' \\\n       -d '{{\"text\": \"How long does standard delivery take?\"}}'\n  curl -s http://{local}/v1/support/conversations/$id/messages -H \"authorization: Bearer $guest\" -H 'content-type: application/json' \\\n       -d '{{\"text\": \"This is ridiculous, I want to talk to a human now\"}}'\n  curl -s http://{local}/v1/copy -H \"authorization: Bearer {token}\" -H 'content-type: application/json' \\\n       -d '{{\"product\": {{\"id\": \"dress-linen\", \"title\": \"Linen summer dress\", \"brand\": \"Norda\", \"price\": 79, \"currency\": \"EUR\", \"attributes\": {{\"material\": \"linen\", \"colour\": \"sand\"}}, \"selling_points\": [\"Airy midi cut\", \"Tie waist\"]}}, \"channel\": \"social_post\", \"locale\": \"en\"}}'\n  curl -s 'http://{local}/v1/copy/drafts?status=pending_review' -H \"authorization: Bearer {token}\"\n"
         );
     }
     let support_cfg =
@@ -973,6 +1008,14 @@ async fn serve(
             uses.join(" and ")
         );
     }
+    // Events sent to POST /v1/events reach co-occurrence and popularity on this schedule (the
+    // stand-in for the indexer's EventBridge schedule); whatever the archive holds already is
+    // built on the first tick.
+    let signals_due = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    if let Some(every) = local_signals_every()? {
+        let cfg = shopmind_recs::SignalsConfig::from_lookup(|k| std::env::var(k).ok())?;
+        spawn_signals_schedule(store.clone(), cfg, every, signals_due.clone());
+    }
     let app = app(AppParts {
         encoder,
         limits: EmbedLimits::from_env()?,
@@ -984,7 +1027,62 @@ async fn serve(
         generator,
         staff,
         shoppers: Arc::new(shoppers),
+        updater_cfg: shopmind_profiles::UpdaterConfig::from_env()?,
+        signals_due,
     });
     shopmind_runtime::serve_local(app, listener, limits).await?;
     Ok(())
+}
+
+/// `SHOPMIND_LOCAL_SIGNALS_SECS` (default 60; 0 turns the schedule off): how often the local
+/// server rebuilds co-occurrence, popularity and trending when events have arrived.
+fn local_signals_every() -> Result<Option<std::time::Duration>, CliError> {
+    let secs = shopmind_runtime::number_setting(
+        std::env::var("SHOPMIND_LOCAL_SIGNALS_SECS").ok(),
+        60.0,
+        0.0,
+        86_400.0,
+    )
+    .map_err(|v| {
+        CliError::Eval(format!(
+            "SHOPMIND_LOCAL_SIGNALS_SECS={v:?} must be seconds from 0 (off) to 86400"
+        ))
+    })?;
+    Ok((secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs)))
+}
+
+/// Rebuilds the signals every `every` while `due` says events arrived; a failed build is
+/// logged and tried again on the next tick.
+fn spawn_signals_schedule(
+    store: Arc<shopmind_storage::embedded::EmbeddedStore>,
+    cfg: shopmind_recs::SignalsConfig,
+    every: std::time::Duration,
+    due: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !due.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            match shopmind_recs::index_signals(store.as_ref(), &cfg, shopmind_storage::now_secs())
+                .await
+            {
+                Ok(r) if r.events > 0 => tracing::info!(
+                    version = %r.version,
+                    events = r.events,
+                    items_with_neighbours = r.items_with_neighbours,
+                    "signals rebuilt"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "signals rebuild failed; trying again on the next tick");
+                    due.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    });
 }

@@ -305,3 +305,159 @@ fn generate_batch_answers_every_prompt_in_order_and_refuses_bad_files() {
     let out = run("\n", true);
     assert!(!out.status.success());
 }
+
+/// The sample shopper token of events/README.md for `u-1001` (signed with the sample secret).
+fn sample_token() -> String {
+    let raw: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/apigw/recommend-for-you.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    raw["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned()
+}
+
+/// The README's walkthrough: a new shopper gets the cold-start list; events sent to
+/// `POST /v1/events` (the shopper from the token) make it personal at once, with reasons, and
+/// the signals schedule turns other shoppers' sessions into co-views.
+#[test]
+fn events_over_http_make_the_for_you_list_personal() {
+    let data = std::env::temp_dir().join(format!("shopmind-events-test-{}", std::process::id()));
+    let mut cmd = shopmind();
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
+        .arg(&data)
+        .env(
+            "SHOPMIND_SHOPPER_HMAC_SECRET",
+            "sample-events-shop-secret-not-for-production",
+        )
+        .env("SHOPMIND_LOCAL_SIGNALS_SECS", "0.5")
+        .env("SHOPMIND_INDEX_REFRESH_SECS", "0.2")
+        .env("SHOPMIND_COPY_GENERATOR", "off")
+        .env("SHOPMIND_SUPPORT_GENERATE", "off")
+        .env("SHOPMIND_SUPPORT_TRANSLATE", "off");
+    let server = Server::start(cmd);
+    let addr = server.addr.clone();
+    let token = sample_token();
+    let for_you = || {
+        common::json(
+            &addr,
+            "GET",
+            "/v1/users/u-1001/recommendations?limit=5",
+            Some(&token),
+            None,
+        )
+    };
+    let (status, before) = for_you();
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["cold_start"], true, "{before}");
+    assert!(!before["items"].as_array().unwrap().is_empty(), "{before}");
+
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let send = |bearer: Option<&str>, events: serde_json::Value| {
+        common::json(
+            &addr,
+            "POST",
+            "/v1/events",
+            bearer,
+            Some(&serde_json::json!({ "events": events })),
+        )
+    };
+    // Another shopper's session: the desk lamp and the reading light viewed together.
+    let (status, anon) = send(
+        None,
+        serde_json::json!([
+            {"event_id": "a1", "anonymous_id": "visitor-7", "session_id": "s-7", "type": "view", "item_id": "lamp-desk", "timestamp": now},
+            {"event_id": "a2", "anonymous_id": "visitor-7", "session_id": "s-7", "type": "view", "item_id": "lamp-reading", "timestamp": now},
+            {"event_id": "a3", "user_id": "u-1001", "type": "purchase", "item_id": "lamp-floor", "timestamp": now},
+        ]),
+    );
+    assert_eq!(status, 200, "{anon}");
+    assert_eq!(
+        (anon["applied"].as_u64(), anon["refused"].as_u64()),
+        (Some(2), Some(1)),
+        "{anon}"
+    );
+    assert!(
+        anon["results"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("token"),
+        "{anon}"
+    );
+
+    // u-1001, from the token: views a lamp; an event naming u-2002 is refused.
+    let (status, mine) = send(
+        Some(&token),
+        serde_json::json!([
+            {"event_id": "m1", "session_id": "s-1", "type": "view", "item_id": "lamp-desk", "timestamp": now},
+            {"event_id": "m2", "user_id": "u-2002", "type": "view", "item_id": "dress-wrap", "timestamp": now},
+        ]),
+    );
+    assert_eq!(status, 200, "{mine}");
+    let statuses: Vec<_> = mine["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses, ["applied", "refused"], "{mine}");
+
+    // Personal at once (the profile), with reasons pointing at what the shopper viewed.
+    let (_, after) = for_you();
+    assert_eq!(after["cold_start"], false, "{after}");
+    assert_eq!(after["personalised"], true, "{after}");
+    let items = after["items"].as_array().unwrap();
+    assert!(
+        items.iter().all(|i| i["item_id"] != "lamp-desk"),
+        "seen items are not offered again: {after}"
+    );
+    assert!(
+        items.iter().any(|i| i["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["item_id"] == "lamp-desk")),
+        "a reason points at the viewed lamp: {after}"
+    );
+    // Within a few schedule ticks the other shopper's co-view shows as a collaborative reason.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, list) = for_you();
+        let co_viewed = list["items"].as_array().unwrap().iter().any(|i| {
+            i["item_id"] == "lamp-reading"
+                && i["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["source"] == "collaborative")
+        });
+        if co_viewed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no co-view reason after the signals schedule: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    // Retried as a client would: nothing changes.
+    let (_, again) = send(
+        Some(&token),
+        serde_json::json!([{"event_id": "m1", "session_id": "s-1", "type": "view", "item_id": "lamp-desk", "timestamp": now}]),
+    );
+    assert_eq!(again["results"][0]["status"], "duplicate", "{again}");
+    // A body that is not a batch is refused whole.
+    let (status, bad) = send(Some(&token), serde_json::json!([]));
+    assert_eq!(status, 422, "{bad}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

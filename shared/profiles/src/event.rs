@@ -133,6 +133,11 @@ impl BehaviourEvent {
                 return bad("value must be a finite number from 0 to 1e6".into());
             }
         }
+        for (name, v) in [("category", &self.category), ("brand", &self.brand)] {
+            if v.as_ref().is_some_and(|v| v.chars().count() > 256) {
+                return bad(format!("{name} must be at most 256 characters"));
+            }
+        }
         if let Some(p) = self.price {
             if !p.is_finite() || p < 0.0 {
                 return bad("price must be a finite, non-negative number".into());
@@ -197,5 +202,24 @@ mod tests {
         assert!(err(r#"{"event_id":"","user_id":"u","type":"view","item_id":"i","timestamp":"2026-11-28T10:00:00Z"}"#).contains("event_id"));
         assert!(err(r#"{"event_id":"e","user_id":"u","type":"review","item_id":"i","value":-3,"timestamp":"2026-11-28T10:00:00Z"}"#).contains("value"));
         assert!(err(r#"{"event_id": "e", "type": "#).contains("EOF"));
+        let long = "c".repeat(257);
+        assert!(err(&format!(r#"{{"event_id":"e","user_id":"u","type":"view","item_id":"i","category":"{long}","timestamp":"2026-11-28T10:00:00Z"}}"#)).contains("256"));
+    }
+
+    /// What the edge's schema (infra/openapi.yaml, `BehaviourEvent.timestamp`) lets through,
+    /// this parser takes: RFC 3339 with `T`/`t`, `Z`/`z` or an offset, fractions optional.
+    #[test]
+    fn timestamps_the_edge_accepts_parse() {
+        for ts in [
+            "2026-11-28T10:00:00Z",
+            "2026-11-28t10:00:00z",
+            "2026-11-28T10:00:00.123+01:00",
+            "2026-11-28T10:00:00-05:30",
+        ] {
+            let body = format!(
+                r#"{{"event_id":"e","user_id":"u","type":"view","item_id":"i","timestamp":"{ts}"}}"#
+            );
+            assert!(BehaviourEvent::parse(&body).is_ok(), "{ts}");
+        }
     }
 }

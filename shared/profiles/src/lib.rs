@@ -7,6 +7,7 @@ pub mod config;
 mod error;
 pub mod event;
 mod forget;
+pub mod intake;
 pub mod profile;
 pub mod updater;
 
@@ -14,5 +15,8 @@ pub use config::{UpdaterConfig, Weights};
 pub use error::ProfileError;
 pub use event::{BehaviourEvent, EventType, ValidEvent};
 pub use forget::{forget_shopper, Forgotten};
+pub use intake::{
+    apply_storefront_batch, batch_events, parse_batch, BatchOutcome, EventResult, Sender,
+};
 pub use profile::{Decayed, DecayedVector, Profile, SeenItem};
 pub use updater::{idempotency_key, Applied, ItemVectors, ProfileUpdater, QueryEmbedder};

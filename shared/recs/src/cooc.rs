@@ -263,32 +263,32 @@ pub fn build_signals(
             }
         }
     }
-    let mut neighbours: BTreeMap<String, Vec<Neighbour>> = BTreeMap::new();
-    let ease = cfg
-        .ease_lambda
-        .filter(|_| norm.len() >= 2 && norm.len() <= cfg.ease_max_items)
-        .and_then(|lambda| ease_neighbours(&norm, &pair, lambda));
-    for ((a, b), (dotp, n, rel)) in pair.into_iter().filter(|_| ease.is_none()) {
-        if n < cfg.min_sessions {
-            continue;
+    let ease = match cfg.ease_lambda {
+        None => None,
+        Some(_) if norm.len() < 2 => None,
+        Some(_) if norm.len() > cfg.ease_max_items => {
+            tracing::warn!(
+                items = norm.len(),
+                cap = cfg.ease_max_items,
+                "more items with events than SHOPMIND_SIGNALS_EASE_MAX_ITEMS: cosine neighbours instead of EASE"
+            );
+            None
         }
-        let denom =
-            (norm.get(a).copied().unwrap_or(0.0) * norm.get(b).copied().unwrap_or(0.0)).sqrt();
-        if denom <= 0.0 {
-            continue;
+        Some(lambda) => {
+            let e = ease_neighbours(&norm, &pair, lambda);
+            if e.is_none() {
+                tracing::warn!(
+                    items = norm.len(),
+                    "the EASE system could not be solved (not positive definite): cosine neighbours instead"
+                );
+            }
+            e
         }
-        let score = dotp / denom;
-        for (x, y) in [(a, b), (b, a)] {
-            neighbours.entry(x.to_owned()).or_default().push(Neighbour {
-                item_id: y.to_owned(),
-                score,
-                relation: rel,
-            });
-        }
-    }
-    if let Some(e) = ease {
-        neighbours = e;
-    }
+    };
+    let mut neighbours = match ease {
+        Some(e) => e,
+        None => cosine_neighbours(&norm, pair, cfg.min_sessions),
+    };
     for list in neighbours.values_mut() {
         list.sort_by(|x, y| {
             y.score
@@ -338,6 +338,34 @@ pub fn build_signals(
 
 /// Every item's EASE^R neighbours (positive weights only; the caller keeps the top m).
 /// `None` when the Gram matrix is not invertible with this λ.
+/// Item-item cosine over session vectors, for pairs seen in at least `min_sessions` sessions.
+fn cosine_neighbours(
+    norm: &HashMap<&str, f64>,
+    pair: HashMap<(&str, &str), (f64, u32, Relation)>,
+    min_sessions: u32,
+) -> BTreeMap<String, Vec<Neighbour>> {
+    let mut neighbours: BTreeMap<String, Vec<Neighbour>> = BTreeMap::new();
+    for ((a, b), (dotp, n, rel)) in pair {
+        if n < min_sessions {
+            continue;
+        }
+        let denom =
+            (norm.get(a).copied().unwrap_or(0.0) * norm.get(b).copied().unwrap_or(0.0)).sqrt();
+        if denom <= 0.0 {
+            continue;
+        }
+        let score = dotp / denom;
+        for (x, y) in [(a, b), (b, a)] {
+            neighbours.entry(x.to_owned()).or_default().push(Neighbour {
+                item_id: y.to_owned(),
+                score,
+                relation: rel,
+            });
+        }
+    }
+    neighbours
+}
+
 fn ease_neighbours(
     norm: &HashMap<&str, f64>,
     pair: &HashMap<(&str, &str), (f64, u32, Relation)>,

@@ -16,8 +16,8 @@ mod telemetry;
 pub use error::ApiError;
 pub use extract::{Json, Query};
 pub use http::{
-    bearer_token, finish_router, is_http_event, is_json_content_type, observe, run_http_and_events,
-    run_on_lambda, serve_local, serve_until, ServeLimits, DEFAULT_BODY_LIMIT,
+    bearer_token, bearer_value, finish_router, is_http_event, is_json_content_type, observe,
+    run_http_and_events, run_on_lambda, serve_local, serve_until, ServeLimits, DEFAULT_BODY_LIMIT,
 };
 pub use shopper::{shopper_identity, IdentityError, Shopper, ShopperAuth, GUEST_PREFIX};
 pub use staff::{staff_only, StaffAuth, StaffIdentity};
