@@ -176,6 +176,8 @@ enum CliError {
     Storage(#[from] shopmind_storage::StorageError),
     #[error(transparent)]
     Profiles(#[from] shopmind_profiles::ProfileError),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("could not write JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -931,6 +933,9 @@ async fn serve(
     // says it is up.
     let store = Arc::new(open_store(&data_dir)?);
     let limits = shopmind_runtime::ServeLimits::from_env()?;
+    let signals_every = local_signals_every()?;
+    let signals_cfg = shopmind_recs::SignalsConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let updater_cfg = shopmind_profiles::UpdaterConfig::from_env()?;
     let model_cache_dir = inference.model_cache_dir.clone();
     let copy_cfg = copywriter::CopyConfig::from_env().map_err(|e| CliError::Copy(e.to_string()))?;
     let generator = Arc::new(shopmind_inference::LazyGenerator::new(&inference));
@@ -1012,9 +1017,8 @@ async fn serve(
     // stand-in for the indexer's EventBridge schedule); whatever the archive holds already is
     // built on the first tick.
     let signals_due = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    if let Some(every) = local_signals_every()? {
-        let cfg = shopmind_recs::SignalsConfig::from_lookup(|k| std::env::var(k).ok())?;
-        spawn_signals_schedule(store.clone(), cfg, every, signals_due.clone());
+    if let Some(every) = signals_every {
+        spawn_signals_schedule(store.clone(), signals_cfg, every, signals_due.clone());
     }
     let app = app(AppParts {
         encoder,
@@ -1027,7 +1031,7 @@ async fn serve(
         generator,
         staff,
         shoppers: Arc::new(shoppers),
-        updater_cfg: shopmind_profiles::UpdaterConfig::from_env()?,
+        updater_cfg,
         signals_due,
     });
     shopmind_runtime::serve_local(app, listener, limits).await?;
@@ -1044,7 +1048,7 @@ fn local_signals_every() -> Result<Option<std::time::Duration>, CliError> {
         86_400.0,
     )
     .map_err(|v| {
-        CliError::Eval(format!(
+        CliError::Config(format!(
             "SHOPMIND_LOCAL_SIGNALS_SECS={v:?} must be seconds from 0 (off) to 86400"
         ))
     })?;
