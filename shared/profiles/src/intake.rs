@@ -10,9 +10,10 @@ use crate::error::ProfileError;
 use crate::event::{BehaviourEvent, ValidEvent};
 use crate::updater::{Applied, ProfileUpdater};
 
-/// The most events one request may carry. The API Gateway model (`infra/openapi.yaml`,
-/// `EventBatch`) says the same; with the contract's field limits a full batch stays well under
-/// an SQS message's 256 KiB.
+/// The most events one request may carry (the API Gateway model, `EventBatch` in
+/// `infra/openapi.yaml`, says the same). At the contract's field limits a full batch of ASCII
+/// text is under 100 KiB; one with every field at its limit in a non-Latin script can pass
+/// SQS's 256 KiB, and the edge then answers 503 (the queue refused it).
 pub const MAX_BATCH: usize = 50;
 
 /// The SQS message attribute API Gateway sets on a storefront batch (value
