@@ -42,6 +42,16 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
 }
 
+/// A sample event of `events/` (e.g. `sqs/storefront-events-batch.json`), parsed.
+pub fn sample_event(relative: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(relative);
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("could not read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
 /// The inference settings of a test on this checkout: models from [`models_dir`].
 pub fn local_inference() -> shopmind_inference::InferenceConfig {
     let models = models_dir().to_string_lossy().into_owned();

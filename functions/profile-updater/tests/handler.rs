@@ -108,14 +108,7 @@ async fn poison_in_ten(store: Arc<dyn Store>) {
 async fn the_sample_event_batch_fails_only_its_poison_record() {
     let dir = tempfile::tempdir().unwrap();
     let (h, _store) = handler(dir.path());
-    let raw: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../events/sqs/behaviour-events-batch.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let raw = shopmind_e2e::sample_event("sqs/behaviour-events-batch.json");
     assert!(is_sqs(&raw));
     let (response, _, _) = h
         .sqs(serde_json::from_value(raw).unwrap(), deadline())
@@ -329,14 +322,7 @@ async fn the_storefront_sample_is_applied_by_its_token() {
             b"a-session-secret-for-these-tests-only-32b",
         )),
     };
-    let raw: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../events/sqs/storefront-events-batch.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let raw = shopmind_e2e::sample_event("sqs/storefront-events-batch.json");
     let mut event: SqsEvent = serde_json::from_value(raw).unwrap();
     // The search needs the encoder; this test is about identity, so only the first record.
     event.records.truncate(1);

@@ -308,14 +308,7 @@ fn generate_batch_answers_every_prompt_in_order_and_refuses_bad_files() {
 
 /// The sample shopper token of events/README.md for `u-1001` (signed with the sample secret).
 fn sample_token() -> String {
-    let raw: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../events/apigw/recommend-for-you.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let raw = shopmind_e2e::sample_event("apigw/recommend-for-you.json");
     raw["headers"]["authorization"]
         .as_str()
         .unwrap()

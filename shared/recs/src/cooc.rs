@@ -336,8 +336,6 @@ pub fn build_signals(
     }
 }
 
-/// Every item's EASE^R neighbours (positive weights only; the caller keeps the top m).
-/// `None` when the Gram matrix is not invertible with this λ.
 /// Item-item cosine over session vectors, for pairs seen in at least `min_sessions` sessions.
 fn cosine_neighbours(
     norm: &HashMap<&str, f64>,
@@ -366,6 +364,8 @@ fn cosine_neighbours(
     neighbours
 }
 
+/// Every item's EASE^R neighbours (positive weights only; the caller keeps the top m).
+/// `None` when the Gram matrix is not invertible with this λ.
 fn ease_neighbours(
     norm: &HashMap<&str, f64>,
     pair: &HashMap<(&str, &str), (f64, u32, Relation)>,
