@@ -9,7 +9,7 @@ use bytes::Bytes;
 use indexer::{job_of, Handler, IndexerError, Job};
 use serde_json::{json, Value};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
-use shopmind_recs::{ItemIndex, Signals, SignalsConfig};
+use shopmind_recs::{ItemIndex, Signals, SignalsConfig, TextKey};
 use shopmind_storage::embedded::EmbeddedStore;
 use shopmind_storage::BlobStore;
 
@@ -172,4 +172,184 @@ async fn the_schedule_rebuilds_signals_from_the_archive() {
         h.encoder.loaded().is_none(),
         "the signals job needs no model"
     );
+}
+
+/// Puts `lines` at `key` and runs the catalog job on it; the report.
+async fn index_lines(h: &Handler, store: &EmbeddedStore, key: &str, lines: &[Value]) -> Value {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    store.put_blob(key, Bytes::from(body)).await.unwrap();
+    let out = h.run(Job::catalogs(vec![key.into()])).await.unwrap();
+    out["catalogs"][0]["report"].clone()
+}
+
+fn item(id: &str, title: &str, price: f64) -> Value {
+    json!({"item_id": id, "title": title, "category": "Home > Lamps", "price": price})
+}
+
+fn vector(idx: &ItemIndex, id: &str) -> Vec<f32> {
+    idx.vector(idx.row(id).unwrap()).unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn a_new_catalog_version_embeds_only_the_items_whose_text_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, store) = handler(dir.path());
+    let v1 = [
+        item("a", "Ceramic table lamp", 49.0),
+        item("b", "Brass floor lamp", 129.0),
+        item("c", "Paper pendant shade", 19.0),
+        item("d", "Clip-on reading light", 24.0),
+    ];
+    let first = index_lines(&h, &store, "catalog/v1.jsonl", &v1).await;
+    assert_eq!(
+        (first["reused"].as_u64(), first["embedded"].as_u64()),
+        (Some(0), Some(4))
+    );
+    let old = ItemIndex::load_latest(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // a as it was; b retitled; c repriced only (the price is not in the embedded text);
+    // d gone; e new; f a second listing of a's text under its own id.
+    let v2 = [
+        item("a", "Ceramic table lamp", 49.0),
+        item("b", "Brass floor lamp with dimmer", 129.0),
+        item("c", "Paper pendant shade", 15.0),
+        item("e", "Linen lamp shade", 29.0),
+        item("f", "Ceramic table lamp", 49.0),
+    ];
+    let second = index_lines(&h, &store, "catalog/v2.jsonl", &v2).await;
+    assert_eq!(second["items"], 5);
+    assert_eq!(second["reused"], 3, "a, c and f: {second}");
+    assert_eq!(second["embedded"], 2, "b and e: {second}");
+    assert_eq!(second["reused_from"], old.version());
+    let new = ItemIndex::load_latest(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new.version(), second["version"].as_str().unwrap());
+    // Reused rows are the published ones, bit for bit; the repriced item's metadata is new.
+    assert_eq!(vector(&new, "a"), vector(&old, "a"));
+    assert_eq!(vector(&new, "f"), vector(&old, "a"));
+    assert_eq!(vector(&new, "c"), vector(&old, "c"));
+    assert_eq!(new.meta(new.row("c").unwrap()).unwrap().price, Some(15.0));
+    assert_ne!(vector(&new, "b"), vector(&old, "b"));
+
+    // The same catalog embedded from nothing gives the same index. Not bit for bit: the
+    // int8 encoder quantises its activations with one scale per batch, so a text's vector
+    // moves a little with the texts it is batched with (here 0.9997 at worst), in a full
+    // build as much as in an incremental one.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (fresh_h, fresh_store) = handler(fresh_dir.path());
+    let full = index_lines(&fresh_h, &fresh_store, "catalog/v2.jsonl", &v2).await;
+    assert_eq!(
+        (full["reused"].as_u64(), full["embedded"].as_u64()),
+        (Some(0), Some(4))
+    );
+    let full = ItemIndex::load_latest(fresh_store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    for id in ["a", "b", "c", "e", "f"] {
+        let cos = shopmind_recs::dot(&vector(&new, id), &vector(&full, id));
+        assert!(
+            cos > 0.999,
+            "{id}: cosine {cos} between incremental and full"
+        );
+    }
+
+    // The same catalog again (a redelivered upload, or an export with nothing new): nothing
+    // embedded, nothing published.
+    let third = index_lines(&h, &store, "catalog/v3.jsonl", &v2).await;
+    assert_eq!(third["unchanged"], true, "{third}");
+    assert_eq!(
+        (third["reused"].as_u64(), third["embedded"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(third["version"], second["version"]);
+    let versions = store.list_blobs("indexes/items/v/").await.unwrap();
+    let manifests = versions
+        .iter()
+        .filter(|k| k.ends_with("/manifest.json"))
+        .count();
+    assert_eq!(manifests, 2, "{versions:?}");
+}
+
+#[tokio::test]
+async fn vectors_of_another_model_or_a_damaged_version_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, store) = handler(dir.path());
+    let lines = [
+        item("a", "Ceramic table lamp", 49.0),
+        item("b", "Brass floor lamp", 129.0),
+    ];
+    let first = index_lines(&h, &store, "catalog/v1.jsonl", &lines).await;
+    assert_eq!(first["embedded"], 2);
+    let published = ItemIndex::load_latest(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The same rows and text keys, recorded as another encoder's: a model switch re-embeds
+    // everything (another model's vectors live in another space).
+    let keys: Vec<TextKey> = published
+        .items()
+        .iter()
+        .map(|m| TextKey::of(&format!("{}. Home > Lamps", m.title)))
+        .collect();
+    ItemIndex::new(
+        "20990101T000000Z-othermodel",
+        "another-encoder",
+        published.dim(),
+        published.items().to_vec(),
+        published.matrix().to_vec(),
+    )
+    .unwrap()
+    .with_text_keys(keys)
+    .unwrap()
+    .publish(store.as_ref(), 4_070_908_800)
+    .await
+    .unwrap();
+    let switched = index_lines(&h, &store, "catalog/v2.jsonl", &lines).await;
+    assert_eq!(
+        (switched["reused"].as_u64(), switched["embedded"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    // A version whose text keys do not match its manifest is not trusted, and not fatal.
+    let version = switched["version"].as_str().unwrap();
+    store
+        .put_blob(
+            &format!("indexes/items/v/{version}/text_keys.bin"),
+            Bytes::from(vec![0u8; 32]),
+        )
+        .await
+        .unwrap();
+    let mut grown = lines.to_vec();
+    grown.push(item("c", "Paper pendant shade", 19.0));
+    let after_damage = index_lines(&h, &store, "catalog/v3.jsonl", &grown).await;
+    assert_eq!(
+        (
+            after_damage["reused"].as_u64(),
+            after_damage["embedded"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "{after_damage}"
+    );
+    // And the index published before text keys existed (no text_keys.bin) is embedded anew.
+    let no_keys = ItemIndex::new(
+        "20990101T000001Z-nokeys",
+        published.model(),
+        published.dim(),
+        published.items().to_vec(),
+        published.matrix().to_vec(),
+    )
+    .unwrap();
+    no_keys
+        .publish(store.as_ref(), 4_070_908_801)
+        .await
+        .unwrap();
+    let before_keys = index_lines(&h, &store, "catalog/v4.jsonl", &lines).await;
+    assert_eq!(before_keys["embedded"], 2, "{before_keys}");
 }

@@ -100,6 +100,12 @@ pub fn version_name(created_at: i64, content_hash: &str) -> String {
     )
 }
 
+/// Whether two [`version_name`]s carry the same content hash (whatever their times).
+pub fn same_content(a: &str, b: &str) -> bool {
+    let hash = |v: &str| v.split_once("Z-").map(|(_, h)| h.to_owned());
+    matches!((hash(a), hash(b)), (Some(x), Some(y)) if !x.is_empty() && x == y)
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -247,4 +253,26 @@ pub fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Result<Bytes, 
             reason: "not listed in the manifest".into(),
         })?;
     Ok(files.swap_remove(i).1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_sort_by_time_and_compare_by_content() {
+        // 1796655861 is 2026-12-07T15:04:21Z (`date -u -d @1796655861`).
+        let a = version_name(1_796_655_861, "ee3d9ccf4937aa");
+        assert_eq!(a, "20261207T150421Z-ee3d9ccf4937");
+        let later = version_name(1_796_659_461, "ee3d9ccf4937aa");
+        assert!(later > a);
+        assert!(same_content(&a, &later));
+        assert!(!same_content(
+            &a,
+            &version_name(1_796_655_861, "ee3d9ccf4938")
+        ));
+        // Names without a content hash are never "the same".
+        assert!(!same_content("v1", "v1"));
+        assert!(!same_content("20261207T150421Z-", "20261207T150421Z-"));
+    }
 }

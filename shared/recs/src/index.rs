@@ -1,6 +1,8 @@
 //! The item index: ids, unit-length embeddings as one row-major f32 matrix, and the metadata
 //! the filters and reasons need. Stored as a versioned artifact of kind `items`:
-//! `vectors.f32` (little-endian), `items.jsonl` (one [`ItemMeta`] per row, in row order).
+//! `vectors.f32` (little-endian), `items.jsonl` (one [`ItemMeta`] per row, in row order) and,
+//! from the indexer, `text_keys.bin` (each row's [`TextKey`], so the next catalog version
+//! embeds only the items whose text changed; serving never reads it).
 
 use std::collections::HashMap;
 
@@ -14,6 +16,42 @@ use shopmind_artifacts as artifact;
 use shopmind_catalog::CatalogItem;
 
 pub const KIND: &str = "items";
+/// The per-row text keys' file: [`TextKey::LEN`] bytes a row, in row order.
+pub const TEXT_KEYS_FILE: &str = "text_keys.bin";
+
+/// What a row's vector was embedded from: the first 16 bytes of the sha256 of the exact text
+/// the encoder read. Two items with the same key have the same vector under the same model,
+/// so a new catalog version reuses it instead of embedding the text again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TextKey(pub [u8; 16]);
+
+impl TextKey {
+    pub const LEN: usize = 16;
+
+    pub fn of(text: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(text.as_bytes());
+        let mut key = [0u8; Self::LEN];
+        key.copy_from_slice(&digest[..Self::LEN]);
+        Self(key)
+    }
+
+    /// Reads a `text_keys.bin` body; `None` when it is not whole keys.
+    pub fn parse_all(raw: &[u8]) -> Option<Vec<Self>> {
+        if !raw.len().is_multiple_of(Self::LEN) {
+            return None;
+        }
+        Some(
+            raw.chunks_exact(Self::LEN)
+                .map(|c| {
+                    let mut key = [0u8; Self::LEN];
+                    key.copy_from_slice(c);
+                    Self(key)
+                })
+                .collect(),
+        )
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemMeta {
@@ -58,6 +96,8 @@ pub struct ItemIndex {
     /// See [`Self::showcase`]; built on the first list that needs it, not at load, since
     /// only a shop without enough behaviour (or a narrow filter) ever reads it.
     showcase: std::sync::OnceLock<Vec<u32>>,
+    /// Each row's [`TextKey`] when the indexer built this index (empty when loaded to serve).
+    text_keys: Vec<TextKey>,
 }
 
 impl ItemIndex {
@@ -84,7 +124,9 @@ impl ItemIndex {
         }
         for row in vectors.chunks_exact_mut(dim) {
             let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm > 1e-12 {
+            // A row that is unit length already is left bit for bit as it is: a vector
+            // reused from the previous version stays the one that was published.
+            if norm > 1e-12 && (norm - 1.0).abs() > 1e-6 {
                 row.iter_mut().for_each(|x| *x /= norm);
             }
         }
@@ -106,7 +148,21 @@ impl ItemIndex {
             quant: QuantRows::new(&vectors, dim),
             vectors,
             rows,
+            text_keys: Vec::new(),
         })
+    }
+
+    /// Records what each row was embedded from, written as `text_keys.bin` on publish.
+    pub fn with_text_keys(mut self, keys: Vec<TextKey>) -> Result<Self, RecsError> {
+        if keys.len() != self.meta.len() {
+            return Err(RecsError::Invalid(format!(
+                "{} text keys for {} items",
+                keys.len(),
+                self.meta.len()
+            )));
+        }
+        self.text_keys = keys;
+        Ok(self)
     }
 
     pub fn version(&self) -> &str {
@@ -196,33 +252,40 @@ impl ItemIndex {
         let meta = serde_json::json!({
             "model": self.model, "dimension": self.dim, "count": self.len(), "dtype": "f32le",
         });
-        artifact::publish(
-            blobs,
-            KIND,
-            &self.version,
-            created_at,
-            vec![
-                ("vectors.f32".into(), Bytes::from(vectors)),
-                ("items.jsonl".into(), Bytes::from(items)),
-            ],
-            meta,
-        )
-        .await
-        .map_err(RecsError::from)
+        let mut files = vec![
+            ("vectors.f32".into(), Bytes::from(vectors)),
+            ("items.jsonl".into(), Bytes::from(items)),
+        ];
+        if !self.text_keys.is_empty() {
+            let keys: Vec<u8> = self.text_keys.iter().flat_map(|k| k.0).collect();
+            files.push((TEXT_KEYS_FILE.into(), Bytes::from(keys)));
+        }
+        artifact::publish(blobs, KIND, &self.version, created_at, files, meta)
+            .await
+            .map_err(RecsError::from)
     }
 
     /// A version name for an index built now from `items` (time + content hash). The hash
-    /// covers every item's metadata, not only its id: a price or stock change is a new index.
-    pub fn version_for(created_at: i64, meta: &[ItemMeta], vectors: &[f32]) -> String {
+    /// covers every item's metadata, not only its id (a price or stock change is a new index),
+    /// and what the vectors are a function of — the model and each row's text key — rather
+    /// than the vectors themselves, which at a million rows would be 2 GB to hash again.
+    pub fn version_for(
+        created_at: i64,
+        model: &str,
+        meta: &[ItemMeta],
+        text_keys: &[TextKey],
+    ) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
+        h.update(model.as_bytes());
+        h.update([0]);
         for m in meta {
             // Serialising plain data cannot fail; an empty line would still separate items.
             h.update(serde_json::to_vec(m).unwrap_or_default());
             h.update([0]);
         }
-        for x in vectors {
-            h.update(x.to_le_bytes());
+        for k in text_keys {
+            h.update(k.0);
         }
         artifact::version_name(created_at, &hex::encode(h.finalize()))
     }
@@ -234,7 +297,8 @@ impl ItemIndex {
 
     /// Loads and verifies one version.
     pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, RecsError> {
-        let (manifest, mut files) = artifact::load(blobs, KIND, version).await?;
+        let (manifest, mut files) =
+            artifact::load_files(blobs, KIND, version, |name| name != TEXT_KEYS_FILE).await?;
         let corrupt = |reason: String| RecsError::Corrupt {
             what: format!("items {version}"),
             reason,
@@ -344,10 +408,30 @@ mod tests {
             in_stock,
             created_at: None,
         };
-        let vectors = [0.6, 0.8];
-        let v = |m: ItemMeta| ItemIndex::version_for(1_700_000_000, &[m], &vectors);
+        let key = [TextKey::of("Hat. Accessories")];
+        let v = |m: ItemMeta| ItemIndex::version_for(1_700_000_000, "m", &[m], &key);
         assert_eq!(v(item(true, 20.0)), v(item(true, 20.0)));
         assert_ne!(v(item(true, 20.0)), v(item(false, 20.0)), "stock");
         assert_ne!(v(item(true, 20.0)), v(item(true, 25.0)), "price");
+        // What the vectors come from: another text, or another model, is another index.
+        let other = [TextKey::of("Hat. Accessories. Wool")];
+        assert_ne!(
+            v(item(true, 20.0)),
+            ItemIndex::version_for(1_700_000_000, "m", &[item(true, 20.0)], &other)
+        );
+        assert_ne!(
+            v(item(true, 20.0)),
+            ItemIndex::version_for(1_700_000_000, "m2", &[item(true, 20.0)], &key)
+        );
+    }
+
+    #[test]
+    fn text_keys_are_the_sha256_prefix_and_parse_back() {
+        // sha256("abc") = ba7816bf 8f01cfea 414140de 5dae2223 … (FIPS 180-2, appendix B.1).
+        let k = TextKey::of("abc");
+        assert_eq!(hex::encode(k.0), "ba7816bf8f01cfea414140de5dae2223");
+        let raw: Vec<u8> = [k, TextKey::of("")].iter().flat_map(|k| k.0).collect();
+        assert_eq!(TextKey::parse_all(&raw).unwrap(), vec![k, TextKey::of("")]);
+        assert!(TextKey::parse_all(&raw[..20]).is_none());
     }
 }

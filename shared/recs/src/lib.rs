@@ -22,7 +22,7 @@ pub use cooc::{
     TimedEvent,
 };
 pub use error::RecsError;
-pub use index::{ItemIndex, ItemMeta};
+pub use index::{ItemIndex, ItemMeta, TextKey};
 pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
