@@ -1,7 +1,13 @@
 //! The indexer's glue: which job an invocation asks for, and running it.
 //!
 //! - S3 `ObjectCreated` under `catalog/` → a new item-index version from that object, as a
-//!   direct S3 notification or through EventBridge (what the template wires);
+//!   direct S3 notification or through EventBridge (what the template wires); past
+//!   `SHOPMIND_INDEX_SHARD_TEXTS` texts to embed, with a shard queue configured, the texts are
+//!   fanned out to it instead;
+//! - SQS records of that queue → each embeds one shard ([`Handler::shard_batch`]; the
+//!   template runs them in `IndexShardFunction`, this binary under another name);
+//! - S3 `ObjectCreated` of `staging/items/<build>/ready` (written by the last shard in) → the
+//!   build merged and published;
 //! - S3 `ObjectCreated` of a `kb/*.jsonl` article file → a new KB index version from every
 //!   article file under `kb/`; of `kb/intents.json` → a newly trained intent model;
 //! - an EventBridge schedule → new signals (co-occurrence, popularity, trending) from the
@@ -12,13 +18,19 @@
 //! Other objects are skipped and logged, never failed.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::s3::S3Event;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopmind_inference::LazyEncoder;
-use shopmind_recs::{index_catalog, index_signals, RecsError, SignalsConfig};
+use shopmind_recs::{
+    build_of_ready_key, embed_catalog_shard, index_catalog, index_signals, merge_catalog_build,
+    FanOut, RecsError, ShardMessage, ShardQueue, SignalsConfig, DEFAULT_SHARD_TEXTS,
+};
 use shopmind_runtime::events::{created_objects, S3BridgeEvent, ScheduledEvent};
+use shopmind_runtime::sqs::{process_batch, BatchReport};
 use shopmind_storage::BlobStore;
 use shopmind_support::indexer::{index_intents, index_kb, is_article_file, INTENTS_KEY};
 use shopmind_support::ChunkConfig;
@@ -36,6 +48,10 @@ pub enum IndexerError {
     NotText(String),
     #[error("the encoder could not load: {0}")]
     Encoder(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("shard message: {0}")]
+    BadShardMessage(String),
     #[error(transparent)]
     Recs(#[from] RecsError),
     #[error(transparent)]
@@ -53,6 +69,8 @@ pub enum Job {
         catalogs: Vec<String>,
         kb: bool,
         intents: bool,
+        /// Fanned-out catalog builds whose shards are all in, to merge and publish.
+        merges: Vec<String>,
     },
     Signals,
 }
@@ -63,6 +81,7 @@ impl Job {
             catalogs: keys,
             kb: false,
             intents: false,
+            merges: vec![],
         }
     }
 }
@@ -109,11 +128,13 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
             catalogs: vec![],
             kb: true,
             intents: false,
+            merges: vec![],
         }),
         ("intents", None) => Ok(Job::Objects {
             catalogs: vec![],
             kb: false,
             intents: true,
+            merges: vec![],
         }),
         ("catalog", Some(k)) if k.starts_with(CATALOG_PREFIX) => Ok(Job::catalogs(vec![k])),
         ("catalog", _) => Err(IndexerError::BadInvocation(format!(
@@ -126,12 +147,14 @@ pub fn job_of(payload: &Value) -> Result<Job, IndexerError> {
 }
 
 /// Sorts created objects into jobs: catalogs under `catalog/`, article files and the intent
-/// catalog under `kb/`; anything else is logged and skipped.
+/// catalog under `kb/`, builds whose shards are in; anything else is logged and skipped.
 fn objects_job(keys: impl Iterator<Item = String>) -> Job {
-    let (mut catalogs, mut kb, mut intents) = (Vec::new(), false, false);
+    let (mut catalogs, mut kb, mut intents, mut merges) = (Vec::new(), false, false, Vec::new());
     for k in keys {
         if k.starts_with(CATALOG_PREFIX) && !k.ends_with('/') {
             catalogs.push(k);
+        } else if let Some(build) = build_of_ready_key(&k) {
+            merges.push(build.to_owned());
         } else if k == INTENTS_KEY {
             intents = true;
         } else if is_article_file(&k) {
@@ -144,6 +167,40 @@ fn objects_job(keys: impl Iterator<Item = String>) -> Job {
         catalogs,
         kb,
         intents,
+        merges,
+    }
+}
+
+/// The catalog job's settings: `SHOPMIND_INDEX_SHARD_TEXTS` (distinct texts one shard embeds,
+/// and the most one invocation embeds inline; default 50,000) and
+/// `SHOPMIND_INDEX_SHARD_QUEUE_URL` (the queue shards go to; unset: every catalog is
+/// embedded inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardConfig {
+    pub shard_texts: usize,
+    pub queue_url: Option<String>,
+}
+
+impl ShardConfig {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, IndexerError> {
+        let shard_texts = match get("SHOPMIND_INDEX_SHARD_TEXTS").filter(|v| !v.trim().is_empty()) {
+            None => DEFAULT_SHARD_TEXTS,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (100..=10_000_000).contains(n))
+                .ok_or_else(|| {
+                    IndexerError::Config(format!(
+                        "SHOPMIND_INDEX_SHARD_TEXTS={v:?}: expected a whole number from 100 to 10000000"
+                    ))
+                })?,
+        };
+        let queue_url = get("SHOPMIND_INDEX_SHARD_QUEUE_URL").filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            shard_texts,
+            queue_url,
+        })
     }
 }
 
@@ -152,6 +209,9 @@ pub struct Handler {
     pub blobs: Arc<dyn BlobStore>,
     pub encoder: Arc<LazyEncoder>,
     pub signals: SignalsConfig,
+    /// Where large catalogs fan out to (none: every catalog inline).
+    pub shards: Option<Arc<dyn ShardQueue>>,
+    pub shard_texts: usize,
 }
 
 impl Handler {
@@ -179,6 +239,7 @@ impl Handler {
                 catalogs,
                 kb,
                 intents,
+                merges,
             } => {
                 let mut reports = Vec::new();
                 for key in catalogs {
@@ -194,11 +255,16 @@ impl Handler {
                     let mut progress = |done: usize, total: usize| {
                         tracing::info!(done, total, "embedding catalog");
                     };
+                    let fan_out = self.shards.as_deref().map(|queue| FanOut {
+                        queue,
+                        shard_texts: self.shard_texts,
+                    });
                     let r = index_catalog(
                         self.blobs.as_ref(),
                         text,
                         encoder,
                         shopmind_storage::now_secs(),
+                        fan_out,
                         &mut progress,
                     )
                     .await?;
@@ -208,6 +274,13 @@ impl Handler {
                     reports.push(json!({ "key": key, "report": r }));
                 }
                 let mut out = json!({ "catalogs": reports });
+                if !merges.is_empty() {
+                    let mut merged = Vec::new();
+                    for build in merges {
+                        merged.push(merge_catalog_build(self.blobs.as_ref(), &build).await?);
+                    }
+                    out["merged"] = json!(merged);
+                }
                 if kb {
                     let encoder = self.encoder().await?;
                     let mut progress = |done: usize, total: usize| {
@@ -235,5 +308,94 @@ impl Handler {
                 Ok(out)
             }
         }
+    }
+}
+
+impl Handler {
+    /// A batch of shard messages: each record embeds its shard and succeeds or fails on its own
+    /// (failures are redelivered, then go to the queue's DLQ); records not started before the
+    /// deadline margin are handed back.
+    pub async fn shard_batch(
+        &self,
+        event: SqsEvent,
+        deadline: SystemTime,
+        margin: Duration,
+    ) -> (SqsBatchResponse, BatchReport) {
+        process_batch(event, deadline, margin, |record| async move {
+            let body = record.body.unwrap_or_default();
+            let message: ShardMessage = serde_json::from_str(&body)
+                .map_err(|e| IndexerError::BadShardMessage(e.to_string()))?;
+            let report =
+                embed_catalog_shard(self.blobs.as_ref(), self.encoder().await?, &message).await?;
+            tracing::info!(report = %json!(report), "shard embedded");
+            Ok::<_, IndexerError>(())
+        })
+        .await
+    }
+}
+
+/// SQS as the shard queue: `SendMessageBatch` ten at a time, failed entries sent again
+/// (three attempts, doubling pause); an entry still failing fails the catalog job, so the
+/// upload's retry plans the build again.
+#[derive(Debug, Clone)]
+pub struct SqsShardQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+#[async_trait::async_trait]
+impl ShardQueue for SqsShardQueue {
+    async fn send(&self, bodies: &[String]) -> Result<(), RecsError> {
+        let queue_err = |e: String| RecsError::Invalid(format!("shard queue: {e}"));
+        for chunk in bodies.chunks(10) {
+            let mut pending: Vec<(String, &String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("s{i}"), b))
+                .collect();
+            let mut pause = Duration::from_millis(200);
+            for attempt in 0..3 {
+                if attempt > 0 {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(*body)
+                            .build()
+                            .map_err(|e| queue_err(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let failed: Vec<String> = match self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => out.failed().iter().map(|f| f.id().to_owned()).collect(),
+                    Err(e) => {
+                        let e = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+                        tracing::warn!(error = %e, "shard batch send failed");
+                        pending.iter().map(|(id, _)| id.clone()).collect()
+                    }
+                };
+                pending.retain(|(id, _)| failed.contains(id));
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(queue_err(format!(
+                    "{} shard messages could not be sent",
+                    pending.len()
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::SqsEvent;
 use bytes::Bytes;
-use indexer::{job_of, Handler, IndexerError, Job};
+use indexer::{job_of, Handler, IndexerError, Job, ShardConfig};
 use serde_json::{json, Value};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
-use shopmind_recs::{ItemIndex, Signals, SignalsConfig, TextKey};
+use shopmind_recs::{ItemIndex, ShardQueue, Signals, SignalsConfig, TextKey};
 use shopmind_storage::embedded::EmbeddedStore;
 use shopmind_storage::BlobStore;
 
@@ -36,6 +37,8 @@ fn handler(dir: &Path) -> (Handler, Arc<EmbeddedStore>) {
         blobs: store.clone(),
         encoder: Arc::new(LazyEncoder::new(cfg)),
         signals: SignalsConfig::default(),
+        shards: None,
+        shard_texts: shopmind_recs::DEFAULT_SHARD_TEXTS,
     };
     (h, store)
 }
@@ -61,6 +64,7 @@ fn invocations_are_recognised_and_bad_ones_refused() {
         catalogs: vec![],
         kb,
         intents,
+        merges: vec![],
     };
     assert_eq!(job_of(&kb).unwrap(), kb_job(true, false));
     let mut intents = sample("eventbridge/s3-catalog-object-created.json");
@@ -79,6 +83,20 @@ fn invocations_are_recognised_and_bad_ones_refused() {
         Job::Signals
     );
     assert_eq!(job_of(&json!({"job": "signals"})).unwrap(), Job::Signals);
+    // The last shard's `ready` object: a merge; other staging objects are skipped.
+    assert_eq!(
+        job_of(&sample("eventbridge/s3-catalog-build-ready.json")).unwrap(),
+        Job::Objects {
+            catalogs: vec![],
+            kb: false,
+            intents: false,
+            merges: vec!["20261207T060000Z-5c1e9a0b7d2f".into()],
+        }
+    );
+    let mut staged = sample("eventbridge/s3-catalog-build-ready.json");
+    staged["detail"]["object"]["key"] =
+        json!("staging/items/20261207T060000Z-5c1e9a0b7d2f/plan.json");
+    assert_eq!(job_of(&staged).unwrap(), Job::catalogs(vec![]));
     for bad in [
         json!({"job": "catalog"}),
         json!({"job": "catalog", "key": "kb/a.jsonl"}),
@@ -352,4 +370,213 @@ async fn vectors_of_another_model_or_a_damaged_version_are_not_reused() {
         .unwrap();
     let before_keys = index_lines(&h, &store, "catalog/v4.jsonl", &lines).await;
     assert_eq!(before_keys["embedded"], 2, "{before_keys}");
+}
+
+/// The shard queue as a list of the messages sent.
+#[derive(Debug, Default)]
+struct Captured(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl ShardQueue for Captured {
+    async fn send(&self, bodies: &[String]) -> Result<(), shopmind_recs::RecsError> {
+        self.0.lock().unwrap().extend(bodies.iter().cloned());
+        Ok(())
+    }
+}
+
+/// `events/sqs/index-shard-batch.json`'s record once per body, ids m0, m1, ….
+fn sqs_batch(bodies: &[&str]) -> SqsEvent {
+    let template = sample("sqs/index-shard-batch.json")["Records"][0].clone();
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut r = template.clone();
+            r["messageId"] = json!(format!("m{i}"));
+            r["body"] = json!(b);
+            r
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+/// `events/eventbridge/s3-catalog-build-ready.json` for `key`.
+fn created(key: &str) -> Value {
+    let mut event = sample("eventbridge/s3-catalog-build-ready.json");
+    event["detail"]["object"]["key"] = json!(key);
+    event
+}
+
+#[tokio::test]
+async fn a_large_catalog_fans_out_in_shards_and_the_last_one_in_publishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, store) = handler(dir.path());
+    let queue = Arc::new(Captured::default());
+    h.shards = Some(queue.clone());
+    h.shard_texts = 2;
+    let lines: Vec<Value> = [
+        "Ceramic table lamp",
+        "Brass floor lamp",
+        "Paper pendant shade",
+        "Clip-on reading light",
+        "Linen lamp shade",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| item(&format!("i{i}"), t, 10.0 + i as f64))
+    .collect();
+    let planned = index_lines(&h, &store, "catalog/big.jsonl", &lines).await;
+    assert_eq!(
+        (planned["shards"].as_u64(), planned["published"].as_bool()),
+        (Some(3), Some(false)),
+        "{planned}"
+    );
+    assert!(ItemIndex::latest_version(store.as_ref())
+        .await
+        .unwrap()
+        .is_none());
+    let build = planned["version"].as_str().unwrap().to_owned();
+    let sent = queue.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3);
+
+    // Shards in any order, one redelivered, one message that names no build: each record
+    // succeeds or fails alone, and nothing is published before the last shard is in.
+    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
+    let margin = std::time::Duration::from_secs(1);
+    // The sample's own message names a build that was never staged.
+    let sample_batch = sample("sqs/index-shard-batch.json");
+    let bogus = sample_batch["Records"][0]["body"].as_str().unwrap();
+    let (response, _) = h
+        .shard_batch(
+            sqs_batch(&[&sent[2], &sent[2], bogus, "not json"]),
+            deadline,
+            margin,
+        )
+        .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m2", "m3"]);
+    let (response, _) = h
+        .shard_batch(sqs_batch(&[&sent[0]]), deadline, margin)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let ready = shopmind_recs::ready_key(&build);
+    assert!(
+        store.get_blob(&ready).await.unwrap().is_none(),
+        "two of three shards in"
+    );
+    let (response, _) = h
+        .shard_batch(sqs_batch(&[&sent[1]]), deadline, margin)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(
+        store.get_blob(&ready).await.unwrap().is_some(),
+        "the last shard asks for the merge"
+    );
+    assert!(ItemIndex::latest_version(store.as_ref())
+        .await
+        .unwrap()
+        .is_none());
+
+    // The `ready` object's event merges and publishes; the staging is gone afterwards.
+    let out = h.run(job_of(&created(&ready)).unwrap()).await.unwrap();
+    assert_eq!(out["merged"][0]["published_now"], true, "{out}");
+    assert_eq!(out["merged"][0]["latest"], true, "{out}");
+    let merged = ItemIndex::load_latest(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(merged.version(), build);
+    assert_eq!(merged.len(), 5);
+    assert!(store
+        .list_blobs(shopmind_recs::STAGING)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same catalog embedded inline gives the same index (to the encoder's batch noise).
+    let inline_dir = tempfile::tempdir().unwrap();
+    let (inline_h, inline_store) = handler(inline_dir.path());
+    index_lines(&inline_h, &inline_store, "catalog/big.jsonl", &lines).await;
+    let inline = ItemIndex::load_latest(inline_store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    for m in inline.items() {
+        let cos = shopmind_recs::dot(&vector(&merged, &m.item_id), &vector(&inline, &m.item_id));
+        assert!(cos > 0.999, "{}: cosine {cos}", m.item_id);
+        assert_eq!(merged.meta(merged.row(&m.item_id).unwrap()), Some(m));
+    }
+
+    // A second `ready` event and a late redelivery change nothing and fail nothing.
+    let again = h.run(job_of(&created(&ready)).unwrap()).await.unwrap();
+    assert_eq!(again["merged"][0]["published_now"], false, "{again}");
+    let (response, _) = h
+        .shard_batch(sqs_batch(&[&sent[1]]), deadline, margin)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        ItemIndex::latest_version(store.as_ref())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(build.as_str())
+    );
+
+    // The next upload with one new item: below the shard size, so embedded inline, reusing
+    // the merged version's vectors.
+    let mut grown = lines.clone();
+    grown.push(item("i5", "Rattan ceiling shade", 39.0));
+    let next = index_lines(&h, &store, "catalog/next.jsonl", &grown).await;
+    assert_eq!(
+        (
+            next["reused"].as_u64(),
+            next["embedded"].as_u64(),
+            next["shards"].as_u64()
+        ),
+        (Some(5), Some(1), Some(0)),
+        "{next}"
+    );
+    assert_eq!(next["reused_from"], build.as_str());
+}
+
+#[test]
+fn shard_settings_parse_with_clear_errors() {
+    let cfg = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ShardConfig::from_lookup(move |k| {
+            pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    };
+    let default = cfg(&[]).unwrap();
+    assert_eq!(
+        (default.shard_texts, default.queue_url),
+        (shopmind_recs::DEFAULT_SHARD_TEXTS, None)
+    );
+    let set = cfg(&[
+        ("SHOPMIND_INDEX_SHARD_TEXTS", "20000"),
+        (
+            "SHOPMIND_INDEX_SHARD_QUEUE_URL",
+            "https://sqs.example/123/shards",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(set.shard_texts, 20_000);
+    assert_eq!(
+        set.queue_url.as_deref(),
+        Some("https://sqs.example/123/shards")
+    );
+    for bad in ["0", "99", "many", "-5", "1e9"] {
+        let err = cfg(&[("SHOPMIND_INDEX_SHARD_TEXTS", bad)]).unwrap_err();
+        assert!(
+            err.to_string().contains("SHOPMIND_INDEX_SHARD_TEXTS"),
+            "{err}"
+        );
+    }
 }

@@ -119,6 +119,40 @@ pub async fn publish(
     files: Vec<(String, Bytes)>,
     meta: serde_json::Value,
 ) -> Result<ArtifactManifest, ArtifactError> {
+    let manifest = write_version(blobs, kind, version, created_at, files, meta).await?;
+    move_pointer(blobs, kind, version).await?;
+    Ok(manifest)
+}
+
+/// Points `LATEST` at `version` unless it names a newer one already (names sort by time);
+/// whether it moved. For a build that finishes after a later one was published (a fanned-out
+/// catalog whose last shard came in after the next upload's index), so readers never go back.
+/// Not atomic: two publishers racing within one read-and-write may still interleave.
+pub async fn move_pointer_unless_newer(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+) -> Result<bool, ArtifactError> {
+    if latest(blobs, kind)
+        .await?
+        .is_some_and(|current| current.as_str() > version)
+    {
+        return Ok(false);
+    }
+    move_pointer(blobs, kind, version).await?;
+    Ok(true)
+}
+
+/// Writes the files, then the manifest, and leaves the pointer alone. Refuses a version that
+/// exists.
+pub async fn write_version(
+    blobs: &dyn BlobStore,
+    kind: &str,
+    version: &str,
+    created_at: i64,
+    files: Vec<(String, Bytes)>,
+    meta: serde_json::Value,
+) -> Result<ArtifactManifest, ArtifactError> {
     check_segment("kind", kind)?;
     check_segment("version", version)?;
     let prefix = version_prefix(kind, version);
@@ -149,7 +183,6 @@ pub async fn publish(
         reason: e.to_string(),
     })?;
     blobs.put_blob(&manifest_key, Bytes::from(body)).await?;
-    move_pointer(blobs, kind, version).await?;
     Ok(manifest)
 }
 

@@ -363,11 +363,14 @@ async fn index(
             })?;
             let encoder = LazyEncoder::new(inference).get().await?;
             let mut bar = |done: usize, total: usize| progress_bar(done, total, "items");
+            // Shards are an AWS matter (a queue and many workers); here the encoder already
+            // runs on every core.
             let r = shopmind_recs::index_catalog(
                 &store,
                 &text,
                 encoder,
                 shopmind_storage::now_secs(),
+                None,
                 &mut bar,
             )
             .await?;
@@ -858,9 +861,15 @@ async fn seed_demo(
         .await?
         .is_none()
     {
-        let r =
-            shopmind_recs::index_catalog(store, DEMO_CATALOG, encoder.clone(), now, &mut |_, _| {})
-                .await?;
+        let r = shopmind_recs::index_catalog(
+            store,
+            DEMO_CATALOG,
+            encoder.clone(),
+            now,
+            None,
+            &mut |_, _| {},
+        )
+        .await?;
         println!(
             "demo: indexed {} sample items (infra/samples/catalog.jsonl)",
             r.items

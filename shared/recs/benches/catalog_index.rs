@@ -111,7 +111,7 @@ fn main() {
                 let encoder = encoder.clone();
                 async move {
                     let t = Instant::now();
-                    let r = index_catalog(store.as_ref(), &text, encoder, now, &mut |_, _| {})
+                    let r = index_catalog(store.as_ref(), &text, encoder, now, None, &mut |_, _| {})
                         .await
                         .unwrap();
                     (t.elapsed().as_secs_f64(), r)

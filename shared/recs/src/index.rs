@@ -240,6 +240,27 @@ impl ItemIndex {
         blobs: &dyn BlobStore,
         created_at: i64,
     ) -> Result<artifact::ArtifactManifest, RecsError> {
+        let (files, meta) = self.files()?;
+        artifact::publish(blobs, KIND, &self.version, created_at, files, meta)
+            .await
+            .map_err(RecsError::from)
+    }
+
+    /// Writes this index as a new version and moves `LATEST` to it unless `LATEST` names a
+    /// newer version already; whether it moved.
+    pub async fn publish_unless_newer(
+        &self,
+        blobs: &dyn BlobStore,
+        created_at: i64,
+    ) -> Result<bool, RecsError> {
+        let (files, meta) = self.files()?;
+        artifact::write_version(blobs, KIND, &self.version, created_at, files, meta).await?;
+        Ok(artifact::move_pointer_unless_newer(blobs, KIND, &self.version).await?)
+    }
+
+    /// The version's files and manifest facts.
+    #[allow(clippy::type_complexity)]
+    fn files(&self) -> Result<(Vec<(String, Bytes)>, serde_json::Value), RecsError> {
         let mut vectors = Vec::with_capacity(self.vectors.len() * 4);
         for x in &self.vectors {
             vectors.extend_from_slice(&x.to_le_bytes());
@@ -260,9 +281,7 @@ impl ItemIndex {
             let keys: Vec<u8> = self.text_keys.iter().flat_map(|k| k.0).collect();
             files.push((TEXT_KEYS_FILE.into(), Bytes::from(keys)));
         }
-        artifact::publish(blobs, KIND, &self.version, created_at, files, meta)
-            .await
-            .map_err(RecsError::from)
+        Ok((files, meta))
     }
 
     /// A version name for an index built now from `items` (time + content hash). The hash
@@ -354,7 +373,7 @@ impl ItemIndex {
 }
 
 /// `items.jsonl`: one [`ItemMeta`] per line.
-fn parse_meta(items: &[u8]) -> Result<Vec<ItemMeta>, String> {
+pub(crate) fn parse_meta(items: &[u8]) -> Result<Vec<ItemMeta>, String> {
     let mut meta = Vec::new();
     for (i, line) in items.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {

@@ -4,6 +4,7 @@
 //! trending) built from the behaviour-event archive.
 
 mod blend;
+mod catalog_index;
 mod cooc;
 mod ease;
 mod error;
@@ -17,13 +18,18 @@ pub use blend::{
     for_you, for_you_candidates, similar, BlendConfig, Candidates, ForYou, Reason, Recommendation,
     Source, Theta,
 };
+pub use catalog_index::{
+    build_of_ready_key, embed_catalog_shard, index_catalog, merge_catalog_build, ready_key,
+    CatalogReport, FanOut, MergeReport, ShardMessage, ShardQueue, ShardReport, DEFAULT_SHARD_TEXTS,
+    STAGING,
+};
 pub use cooc::{
     build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
     TimedEvent,
 };
 pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta, TextKey};
-pub use indexer::{index_catalog, index_signals, CatalogReport, SignalsReport};
+pub use indexer::{index_signals, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
 pub use shopmind_catalog::{check_item_id, parse_catalog, BadLine, CatalogItem, ParsedCatalog};

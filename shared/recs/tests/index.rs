@@ -236,3 +236,39 @@ async fn signals_from_the_archive_round_trip() {
         signals
     );
 }
+
+#[tokio::test]
+async fn a_build_that_finishes_late_never_takes_latest_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = EmbeddedStore::open(dir.path()).unwrap();
+    let older = "20261207T100000Z-aaaaaaaaaaaa";
+    let newer = "20261207T110000Z-bbbbbbbbbbbb";
+    assert!(index(older, 1.0)
+        .publish_unless_newer(&blobs, 1)
+        .await
+        .unwrap());
+    assert!(index(newer, 2.0)
+        .publish_unless_newer(&blobs, 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        ItemIndex::latest_version(&blobs).await.unwrap().as_deref(),
+        Some(newer)
+    );
+    // A fanned-out build planned before `newer` and merged after it: written, not pointed at.
+    let late = "20261207T103000Z-cccccccccccc";
+    assert!(!index(late, 3.0)
+        .publish_unless_newer(&blobs, 3)
+        .await
+        .unwrap());
+    assert_eq!(
+        ItemIndex::latest_version(&blobs).await.unwrap().as_deref(),
+        Some(newer)
+    );
+    assert_eq!(ItemIndex::load(&blobs, late).await.unwrap().version(), late);
+    // Versions stay immutable on this path too.
+    assert!(matches!(
+        index(late, 4.0).publish_unless_newer(&blobs, 4).await,
+        Err(RecsError::VersionExists(_))
+    ));
+}
