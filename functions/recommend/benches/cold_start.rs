@@ -64,7 +64,19 @@ async fn run(full: bool) {
         .unwrap(),
     )
     .unwrap();
-    let sizes: &[usize] = if full { &[10_000, 100_000] } else { &[2_000] };
+    // `SHOPMIND_BENCH_COLD_ITEMS=1000000` for other sizes (a million rows is 1.5 GB of f32
+    // in the emulator's memory, twice over while it is written).
+    let chosen: Vec<usize> = std::env::var("SHOPMIND_BENCH_COLD_ITEMS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().parse().unwrap()).collect())
+        .unwrap_or_default();
+    let sizes: &[usize] = if !chosen.is_empty() {
+        &chosen
+    } else if full {
+        &[10_000, 100_000]
+    } else {
+        &[2_000]
+    };
     let runs = if full { 5 } else { 1 };
     println!(
         "recommend cold start: process start → first answer (GET similar, index from emulator S3)"

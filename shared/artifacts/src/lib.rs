@@ -255,14 +255,25 @@ pub async fn load_files(
             ),
         ));
     }
-    let mut files = Vec::with_capacity(manifest.files.len());
+    // Each file is hashed on the blocking pool while the next one downloads, so a large
+    // index's verification overlaps its transfer (and the hashes run on every core).
+    let mut pending = Vec::with_capacity(manifest.files.len());
     for f in manifest.files.iter().filter(|f| wanted(&f.name)) {
         let key = format!("{prefix}{}", f.name);
         let data = blobs
             .get_blob(&key)
             .await?
             .ok_or_else(|| corrupt(&key, "missing".into()))?;
-        if data.len() as u64 != f.bytes || sha256_hex(&data) != f.sha256 {
+        let body = data.clone();
+        let hash = tokio::task::spawn_blocking(move || sha256_hex(&body));
+        pending.push((f, key, data, hash));
+    }
+    let mut files = Vec::with_capacity(pending.len());
+    for (f, key, data, hash) in pending {
+        let hash = hash
+            .await
+            .map_err(|e| corrupt(&key, format!("hashing failed: {e}")))?;
+        if data.len() as u64 != f.bytes || hash != f.sha256 {
             return Err(corrupt(
                 &key,
                 format!(

@@ -18,6 +18,10 @@ use shopmind_catalog::CatalogItem;
 pub const KIND: &str = "items";
 /// The per-row text keys' file: [`TextKey::LEN`] bytes a row, in row order.
 pub const TEXT_KEYS_FILE: &str = "text_keys.bin";
+/// The int8 rows the first stage of [`ItemIndex::nearest`] scans, and their scales: published
+/// so a cold start reads them instead of quantising every row again.
+pub const QUANT_CODES_FILE: &str = "vectors.i8";
+pub const QUANT_SCALES_FILE: &str = "scales.f32";
 
 /// What a row's vector was embedded from: the first 16 bytes of the sha256 of the exact text
 /// the encoder read. Two items with the same key have the same vector under the same model,
@@ -107,7 +111,19 @@ impl ItemIndex {
         model: &str,
         dim: usize,
         meta: Vec<ItemMeta>,
+        vectors: Vec<f32>,
+    ) -> Result<Self, RecsError> {
+        Self::with_quant(version, model, dim, meta, vectors, None)
+    }
+
+    /// [`Self::new`] with the int8 rows as published (`None`: quantised here).
+    fn with_quant(
+        version: &str,
+        model: &str,
+        dim: usize,
+        meta: Vec<ItemMeta>,
         mut vectors: Vec<f32>,
+        quant: Option<QuantRows>,
     ) -> Result<Self, RecsError> {
         if dim == 0 || vectors.len() != meta.len() * dim {
             return Err(RecsError::Invalid(format!(
@@ -145,7 +161,7 @@ impl ItemIndex {
             dim,
             showcase: std::sync::OnceLock::new(),
             meta,
-            quant: QuantRows::new(&vectors, dim),
+            quant: quant.unwrap_or_else(|| QuantRows::new(&vectors, dim)),
             vectors,
             rows,
             text_keys: Vec::new(),
@@ -273,8 +289,11 @@ impl ItemIndex {
         let meta = serde_json::json!({
             "model": self.model, "dimension": self.dim, "count": self.len(), "dtype": "f32le",
         });
+        let (codes, scales) = self.quant.to_bytes();
         let mut files = vec![
             ("vectors.f32".into(), Bytes::from(vectors)),
+            (QUANT_CODES_FILE.into(), Bytes::from(codes)),
+            (QUANT_SCALES_FILE.into(), Bytes::from(scales)),
             ("items.jsonl".into(), Bytes::from(items)),
         ];
         if !self.text_keys.is_empty() {
@@ -340,7 +359,20 @@ impl ItemIndex {
             .collect();
         let meta =
             parse_meta(&artifact::take_file(&mut files, "items.jsonl")?).map_err(&corrupt)?;
-        Self::new(version, &model, dim, meta, vectors).map_err(|e| corrupt(e.to_string()))
+        // Versions published before the int8 rows were stored are quantised here.
+        let quant = match (
+            artifact::take_file(&mut files, QUANT_CODES_FILE),
+            artifact::take_file(&mut files, QUANT_SCALES_FILE),
+        ) {
+            (Ok(codes), Ok(scales)) => Some(
+                QuantRows::from_bytes(&codes, &scales, meta.len(), dim).ok_or_else(|| {
+                    corrupt("vectors.i8 and scales.f32 do not fit the rows".into())
+                })?,
+            ),
+            _ => None,
+        };
+        Self::with_quant(version, &model, dim, meta, vectors, quant)
+            .map_err(|e| corrupt(e.to_string()))
     }
 
     /// The items of the version `LATEST` points at, without their vectors (jobs that need

@@ -86,6 +86,35 @@ impl QuantRows {
     pub fn memory_bytes(&self) -> usize {
         self.codes.len() + self.scales.len() * 4
     }
+
+    /// The codes as stored (`vectors.i8`: one byte per value, row-major) and the scales as
+    /// stored (`scales.f32`: little-endian), so a published index loads them instead of
+    /// quantising again.
+    pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        let codes = self.codes.iter().map(|&c| c as u8).collect();
+        let scales = self.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        (codes, scales)
+    }
+
+    /// Reads [`Self::to_bytes`]' output for `rows` rows of `dim`; `None` when the sizes do
+    /// not fit or a scale is not a positive finite number.
+    pub fn from_bytes(codes: &[u8], scales: &[u8], rows: usize, dim: usize) -> Option<Self> {
+        if dim == 0 || codes.len() != rows * dim || scales.len() != rows * 4 {
+            return None;
+        }
+        let scales: Vec<f32> = scales
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return None;
+        }
+        Some(Self {
+            dim,
+            codes: codes.iter().map(|&c| c as i8).collect(),
+            scales,
+        })
+    }
 }
 
 /// Integer dot product. Each block of 32 products is formed in i16 (|127·127| fits) and
@@ -305,5 +334,37 @@ mod tests {
         assert!(top_k(&m, 4, &[1.0, 0.0, 0.0, 0.0], 0, |_| true).is_empty());
         assert_eq!(top_k(&m, 4, &[1.0, 0.0, 0.0, 0.0], 50, |_| true).len(), 5);
         assert!(top_k(&m, 4, &[1.0, 0.0, 0.0, 0.0], 3, |_| false).is_empty());
+    }
+
+    #[test]
+    fn stored_int8_rows_read_back_exactly_and_bad_ones_are_refused() {
+        let m = matrix(50, 16, 3);
+        let q = QuantRows::new(&m, 16);
+        let (codes, scales) = q.to_bytes();
+        let back = QuantRows::from_bytes(&codes, &scales, 50, 16).unwrap();
+        assert_eq!(
+            (back.codes.clone(), back.scales.clone()),
+            (q.codes, q.scales)
+        );
+        assert!(
+            QuantRows::from_bytes(&codes, &scales, 49, 16).is_none(),
+            "row count"
+        );
+        assert!(
+            QuantRows::from_bytes(&codes[1..], &scales, 50, 16).is_none(),
+            "codes"
+        );
+        let mut zero = scales.clone();
+        zero[..4].copy_from_slice(&0f32.to_le_bytes());
+        assert!(
+            QuantRows::from_bytes(&codes, &zero, 50, 16).is_none(),
+            "a zero scale"
+        );
+        let mut nan = scales;
+        nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(
+            QuantRows::from_bytes(&codes, &nan, 50, 16).is_none(),
+            "a NaN scale"
+        );
     }
 }

@@ -272,3 +272,68 @@ async fn a_build_that_finishes_late_never_takes_latest_back() {
         Err(RecsError::VersionExists(_))
     ));
 }
+
+/// Random unit-ish rows, deterministic.
+fn random_index(version: &str, n: usize, dim: usize) -> ItemIndex {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let items = (0..n).map(|i| meta(&format!("i{i}"), "Home")).collect();
+    let vectors = (0..n * dim).map(|_| next()).collect();
+    ItemIndex::new(version, "test-model", dim, items, vectors).unwrap()
+}
+
+#[tokio::test]
+async fn the_int8_rows_are_published_and_loaded_as_they_were_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = EmbeddedStore::open(dir.path()).unwrap();
+    let (n, dim) = (500, 24);
+    let built = random_index("v1", n, dim);
+    let manifest = built.publish(&blobs, 1).await.unwrap();
+    let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+    assert!(
+        names.contains(&"vectors.i8") && names.contains(&"scales.f32"),
+        "{names:?}"
+    );
+    let loaded = ItemIndex::load(&blobs, "v1").await.unwrap();
+    let query = built.vector(7).unwrap().to_vec();
+    assert_eq!(
+        loaded.nearest(&query, 20, |_| true),
+        built.nearest(&query, 20, |_| true)
+    );
+    assert_eq!(loaded.memory_bytes(), built.memory_bytes());
+
+    // A version published before the int8 rows were stored (the same files without them)
+    // is quantised at load and answers the same.
+    let (_, mut files) = shopmind_recs::artifact::load(&blobs, "items", "v1")
+        .await
+        .unwrap();
+    files.retain(|(name, _)| name == "vectors.f32" || name == "items.jsonl");
+    shopmind_recs::artifact::write_version(&blobs, "items", "v0", 0, files, manifest.meta.clone())
+        .await
+        .unwrap();
+    let older = ItemIndex::load(&blobs, "v0").await.unwrap();
+    assert_eq!(
+        older.nearest(&query, 20, |_| true),
+        built.nearest(&query, 20, |_| true)
+    );
+
+    // Stored codes that do not fit the rows (well-formed files, wrong sizes) are refused.
+    let (_, mut files) = shopmind_recs::artifact::load(&blobs, "items", "v1")
+        .await
+        .unwrap();
+    for (name, body) in files.iter_mut() {
+        if name == "vectors.i8" {
+            *body = body.slice(..body.len() - dim);
+        }
+    }
+    shopmind_recs::artifact::write_version(&blobs, "items", "v2", 2, files, manifest.meta)
+        .await
+        .unwrap();
+    let err = ItemIndex::load(&blobs, "v2").await.unwrap_err();
+    assert!(matches!(err, RecsError::Corrupt { .. }), "{err}");
+}
