@@ -452,10 +452,12 @@ async fn stage(
     Ok(())
 }
 
-/// Whether a version named `build` is published (its manifest is written last).
+/// Whether a version named `build` is published (its manifest is written last). Asked by
+/// listing, as every "is it there yet" here is: S3 answers a read of a missing key with 403,
+/// not 404, unless the caller may list the bucket, and the functions may list only prefixes.
 async fn is_published(blobs: &dyn BlobStore, build: &str) -> Result<bool, RecsError> {
     let manifest = format!("indexes/{KIND}/v/{build}/manifest.json");
-    Ok(blobs.get_blob(&manifest).await?.is_some())
+    Ok(blobs.list_blobs(&manifest).await?.contains(&manifest))
 }
 
 async fn read_plan(blobs: &dyn BlobStore, build: &str) -> Result<Plan, RecsError> {
@@ -509,7 +511,7 @@ pub async fn embed_catalog_shard(
         )));
     }
     let out_key = shard_vectors_key(build, message.shard);
-    report.already_done = blobs.get_blob(&out_key).await?.is_some();
+    report.already_done = blobs.list_blobs(&out_key).await?.contains(&out_key);
     if !report.already_done {
         let key = shard_texts_key(build, message.shard);
         let body = blobs
