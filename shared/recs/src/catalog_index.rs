@@ -20,7 +20,8 @@ use shopmind_inference::Encoder;
 use shopmind_storage::BlobStore;
 
 use crate::error::RecsError;
-use crate::index::{ItemIndex, ItemMeta, TextKey, KIND, TEXT_KEYS_FILE};
+use crate::index::{meta_jsonl, parse_meta, ItemIndex, ItemMeta, TextKey, KIND, TEXT_KEYS_FILE};
+use crate::topk::{f32s_from_le, f32s_to_le};
 use shopmind_artifacts as artifact;
 
 /// Items embedded per progress step (the encoder sorts and batches inside each step).
@@ -423,13 +424,11 @@ async fn stage(
 ) -> Result<(), RecsError> {
     let json = |e: serde_json::Error| RecsError::Invalid(e.to_string());
     let base = prefix(&plan.version);
-    let mut items = Vec::new();
-    for m in meta {
-        serde_json::to_writer(&mut items, m).map_err(json)?;
-        items.push(b'\n');
-    }
     blobs
-        .put_blob(&format!("{base}items.jsonl"), Bytes::from(items))
+        .put_blob(
+            &format!("{base}items.jsonl"),
+            Bytes::from(meta_jsonl(meta)?),
+        )
         .await?;
     let raw: Vec<u8> = keys.iter().flat_map(|k| k.0).collect();
     blobs
@@ -533,8 +532,9 @@ pub async fn embed_catalog_shard(
             })
             .await
             .map_err(|e| RecsError::Embed(e.to_string()))?;
-        let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
-        blobs.put_blob(&out_key, Bytes::from(bytes)).await?;
+        blobs
+            .put_blob(&out_key, Bytes::from(f32s_to_le(&vectors)))
+            .await?;
         report.texts = texts.len();
         report.truncated = truncated;
     }
@@ -610,8 +610,7 @@ pub async fn merge_catalog_build(
         what: format!("{base}{what}"),
         reason,
     };
-    let meta = crate::index::parse_meta(&staged("items.jsonl").await?)
-        .map_err(|r| corrupt("items.jsonl", r))?;
+    let meta = parse_meta(&staged("items.jsonl").await?).map_err(|r| corrupt("items.jsonl", r))?;
     let keys = TextKey::parse_all(&staged(TEXT_KEYS_FILE).await?)
         .ok_or_else(|| corrupt(TEXT_KEYS_FILE, "not whole keys".into()))?;
     let dim = plan.dimension;
@@ -645,13 +644,9 @@ pub async fn merge_catalog_build(
         let raw = blobs.get_blob(&key).await?.ok_or_else(|| {
             RecsError::Invalid(format!("shard {shard} of build {build} is not in ({key})"))
         })?;
-        if !raw.len().is_multiple_of(4) {
-            return Err(corrupt(&key, "not whole f32 values".into()));
-        }
-        embedded.extend(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        let values =
+            f32s_from_le(&raw).ok_or_else(|| corrupt(&key, "not whole f32 values".into()))?;
+        embedded.extend(values);
     }
     filled.place(&embedded, dim)?;
     drop(embedded);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use shopmind_storage::BlobStore;
 
 use crate::error::RecsError;
-use crate::topk::{top_k_quantised, QuantRows};
+use crate::topk::{f32s_from_le, f32s_to_le, top_k_quantised, QuantRows};
 use shopmind_artifacts as artifact;
 use shopmind_catalog::CatalogItem;
 
@@ -277,15 +277,8 @@ impl ItemIndex {
     /// The version's files and manifest facts.
     #[allow(clippy::type_complexity)]
     fn files(&self) -> Result<(Vec<(String, Bytes)>, serde_json::Value), RecsError> {
-        let mut vectors = Vec::with_capacity(self.vectors.len() * 4);
-        for x in &self.vectors {
-            vectors.extend_from_slice(&x.to_le_bytes());
-        }
-        let mut items = Vec::new();
-        for m in &self.meta {
-            serde_json::to_writer(&mut items, m).map_err(|e| RecsError::Invalid(e.to_string()))?;
-            items.push(b'\n');
-        }
+        let vectors = f32s_to_le(&self.vectors);
+        let items = meta_jsonl(&self.meta)?;
         let meta = serde_json::json!({
             "model": self.model, "dimension": self.dim, "count": self.len(), "dtype": "f32le",
         });
@@ -350,13 +343,8 @@ impl ItemIndex {
             .unwrap_or_default()
             .to_owned();
         let raw = artifact::take_file(&mut files, "vectors.f32")?;
-        if raw.len() % 4 != 0 {
-            return Err(corrupt("vectors.f32 is not whole f32 values".into()));
-        }
-        let vectors: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let vectors = f32s_from_le(&raw)
+            .ok_or_else(|| corrupt("vectors.f32 is not whole f32 values".into()))?;
         let meta =
             parse_meta(&artifact::take_file(&mut files, "items.jsonl")?).map_err(&corrupt)?;
         // Versions published before the int8 rows were stored are quantised here.
@@ -402,6 +390,16 @@ impl ItemIndex {
             None => Ok(None),
         }
     }
+}
+
+/// `items.jsonl`: one [`ItemMeta`] per line, as [`parse_meta`] reads it.
+pub(crate) fn meta_jsonl(meta: &[ItemMeta]) -> Result<Vec<u8>, RecsError> {
+    let mut items = Vec::new();
+    for m in meta {
+        serde_json::to_writer(&mut items, m).map_err(|e| RecsError::Invalid(e.to_string()))?;
+        items.push(b'\n');
+    }
+    Ok(items)
 }
 
 /// `items.jsonl`: one [`ItemMeta`] per line.

@@ -46,6 +46,24 @@ pub fn top_k(
     )
 }
 
+/// Little-endian f32 values as the index files store them; `None` when `raw` is not whole
+/// values.
+pub(crate) fn f32s_from_le(raw: &[u8]) -> Option<Vec<f32>> {
+    if !raw.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        raw.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// The bytes [`f32s_from_le`] reads back.
+pub(crate) fn f32s_to_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
 /// Rows quantised to int8 with one scale per row (symmetric: `x ≈ code · scale`).
 #[derive(Debug, Clone, Default)]
 pub struct QuantRows {
@@ -92,8 +110,7 @@ impl QuantRows {
     /// quantising again.
     pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
         let codes = self.codes.iter().map(|&c| c as u8).collect();
-        let scales = self.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
-        (codes, scales)
+        (codes, f32s_to_le(&self.scales))
     }
 
     /// Reads [`Self::to_bytes`]' output for `rows` rows of `dim`; `None` when the sizes do
@@ -102,10 +119,7 @@ impl QuantRows {
         if dim == 0 || codes.len() != rows * dim || scales.len() != rows * 4 {
             return None;
         }
-        let scales: Vec<f32> = scales
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let scales = f32s_from_le(scales)?;
         if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return None;
         }
