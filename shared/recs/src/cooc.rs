@@ -45,6 +45,12 @@ pub struct SignalsConfig {
     pub review: f64,
     /// Without a `session_id`, a gap longer than this starts a new session.
     pub session_gap_secs: i64,
+    /// Even with the same `session_id`, a gap longer than this starts a new session (a tab
+    /// left open overnight is a new visit). Under a day, so the windowed job's daily
+    /// partials only ever join sessions across one midnight.
+    pub session_max_secs: i64,
+    /// The windowed signals job reads the last this many UTC days (today included).
+    pub window_days: u32,
     /// Neighbours kept per item.
     pub top_m: usize,
     /// Pairs seen in fewer sessions are dropped as noise.
@@ -69,6 +75,8 @@ impl Default for SignalsConfig {
             purchase: 5.0,
             review: 4.0,
             session_gap_secs: 30 * 60,
+            session_max_secs: 8 * 3600,
+            window_days: 30,
             top_m: 50,
             min_sessions: 1,
             popularity_half_life_secs: 14.0 * 86_400.0,
@@ -88,6 +96,7 @@ impl SignalsConfig {
     /// | `SHOPMIND_SIGNALS_ITEM_MODEL` | `cosine` | `cosine` or `ease` (EASE^R item weights) |
     /// | `SHOPMIND_SIGNALS_EASE_LAMBDA` | `10` | EASE's λ relative to the mean Gram diagonal |
     /// | `SHOPMIND_SIGNALS_EASE_MAX_ITEMS` | `5000` | above this many items with behaviour, cosine |
+    /// | `SHOPMIND_SIGNALS_WINDOW_DAYS` | `30` | UTC days of events the signals job reads (1–3650) |
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RecsError> {
         let d = Self::default();
         let value = |name: &str| {
@@ -123,11 +132,23 @@ impl SignalsConfig {
                 2.0,
                 20_000.0,
             )? as usize,
+            window_days: match value("SHOPMIND_SIGNALS_WINDOW_DAYS") {
+                None => d.window_days,
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=3650).contains(n))
+                    .ok_or_else(|| {
+                        RecsError::Config(format!(
+                            "SHOPMIND_SIGNALS_WINDOW_DAYS={v:?}: expected whole days from 1 to 3650"
+                        ))
+                    })?,
+            },
             ..d
         })
     }
 
-    fn weight(&self, kind: EventType) -> Option<(f64, Relation)> {
+    pub(crate) fn weight(&self, kind: EventType) -> Option<(f64, Relation)> {
         match kind {
             EventType::View => Some((self.view, Relation::CoView)),
             EventType::AddToCart => Some((self.cart, Relation::CoCart)),
@@ -180,8 +201,11 @@ impl TimedEvent {
     }
 }
 
-fn decay(dt: i64, half_life: f64) -> f64 {
-    0.5f64.powf(dt.max(0) as f64 / half_life)
+pub(crate) const DAY: i64 = 86_400;
+
+/// The UTC day (days since 1970-01-01) an instant falls on.
+pub(crate) fn day_of(at: i64) -> i64 {
+    at.div_euclid(DAY)
 }
 
 /// The top-level category of a path (`Women > Dresses` → `Women`).
@@ -189,16 +213,139 @@ pub fn top_category(path: &str) -> &str {
     path.split('>').next().unwrap_or("").trim()
 }
 
-/// Builds the signals. `category_of` gives an item's category path (from the item index);
-/// items it does not know still co-occur, but trend in no category.
-pub fn build_signals(
-    events: &[TimedEvent],
-    category_of: &dyn Fn(&str) -> Option<String>,
-    now: i64,
+/// A multiply-rotate hash (rustc's FxHash) for the tables keyed by dense item ids: several
+/// times faster than SipHash on integer keys, and the ids are assigned in order, never chosen
+/// by a caller, so there is nothing to flood.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+pub(crate) type PairMap<V> = HashMap<(u32, u32), V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Item names as dense ids, so co-occurrence tables hold numbers, not strings.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    ids: HashMap<String, u32>,
+    pub(crate) names: Vec<String>,
+}
+
+impl Interner {
+    pub(crate) fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        id
+    }
+}
+
+/// Where a session starts or ends: the event's time and session id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Mark {
+    pub(crate) at: i64,
+    pub(crate) sid: Option<String>,
+}
+
+/// A session's items: item → (strongest weight, its relation).
+pub(crate) type Basket = IdMap<(f64, Relation)>;
+
+/// The first event with the strongest weight decides an item's relation in the session.
+pub(crate) fn add_to_basket(basket: &mut Basket, item: u32, w: f64, rel: Relation) {
+    let e = basket.entry(item).or_insert((0.0, rel));
+    if w > e.0 {
+        *e = (w, rel);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) first: Mark,
+    pub(crate) last: Mark,
+    pub(crate) items: Basket,
+}
+
+impl SignalsConfig {
+    /// Whether an event at `next` continues the session whose last event was `prev`: the
+    /// same session id (or, when either has none, a gap of at most `session_gap_secs`), and
+    /// never across a gap longer than `session_max_secs`.
+    pub(crate) fn continues(&self, prev: &Mark, next: &Mark) -> bool {
+        let gap = next.at - prev.at;
+        gap <= self.session_max_secs
+            && match (&next.sid, &prev.sid) {
+                (Some(a), Some(b)) => a == b,
+                _ => gap <= self.session_gap_secs,
+            }
+    }
+}
+
+/// One shopper's events, sorted by time then event id, cut into sessions; `on_event` sees
+/// every weighted event on an item (for popularity).
+pub(crate) fn sessionize(
+    evs: &[&TimedEvent],
+    names: &mut Interner,
     cfg: &SignalsConfig,
-) -> Signals {
-    // Sessions: (shopper, session) → item → (strongest weight, its relation).
-    let mut by_shopper: BTreeMap<&str, Vec<&TimedEvent>> = BTreeMap::new();
+    mut on_event: impl FnMut(u32, f64, i64),
+) -> Vec<Session> {
+    let mut out = Vec::new();
+    let mut current: Option<Session> = None;
+    for ev in evs {
+        let Some(item) = ev.event.item_id.as_deref() else {
+            continue;
+        };
+        let Some((w, rel)) = cfg.weight(ev.event.kind) else {
+            continue;
+        };
+        let item = names.id(item);
+        on_event(item, w, ev.at);
+        let mark = Mark {
+            at: ev.at,
+            sid: ev.event.session_id.clone(),
+        };
+        match current.as_mut() {
+            Some(s) if cfg.continues(&s.last, &mark) => s.last = mark,
+            _ => {
+                out.extend(current.take());
+                current = Some(Session {
+                    first: mark.clone(),
+                    last: mark,
+                    items: Basket::default(),
+                });
+            }
+        }
+        if let Some(s) = current.as_mut() {
+            add_to_basket(&mut s.items, item, w, rel);
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// The events grouped by shopper (signed-in id, else anonymous id), each shopper's sorted by
+/// time then event id, so the result does not depend on the order the archive was read in.
+pub(crate) fn by_shopper(events: &[TimedEvent]) -> BTreeMap<&str, Vec<&TimedEvent>> {
+    let mut out: BTreeMap<&str, Vec<&TimedEvent>> = BTreeMap::new();
     for ev in events {
         let who = ev
             .event
@@ -206,63 +353,157 @@ pub fn build_signals(
             .as_deref()
             .or(ev.event.anonymous_id.as_deref())
             .unwrap_or("");
-        by_shopper.entry(who).or_default().push(ev);
+        out.entry(who).or_default().push(ev);
     }
-    let mut sessions: Vec<HashMap<&str, (f64, Relation)>> = Vec::new();
-    let mut popular: HashMap<&str, f64> = HashMap::new();
-    let mut trending: HashMap<&str, f64> = HashMap::new();
-    for (_, mut evs) in by_shopper {
-        evs.sort_by_key(|e| e.at);
-        let mut current: HashMap<&str, (f64, Relation)> = HashMap::new();
-        let mut last: Option<(Option<&str>, i64)> = None;
-        for ev in evs {
-            let Some(item) = ev.event.item_id.as_deref() else {
-                continue;
-            };
-            let Some((w, rel)) = cfg.weight(ev.event.kind) else {
-                continue;
-            };
-            let sid = ev.event.session_id.as_deref();
-            if let Some((last_sid, last_at)) = last {
-                let new_session = match (sid, last_sid) {
-                    (Some(a), Some(b)) => a != b,
-                    _ => ev.at - last_at > cfg.session_gap_secs,
-                };
-                if new_session && !current.is_empty() {
-                    sessions.push(std::mem::take(&mut current));
-                }
+    for evs in out.values_mut() {
+        evs.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| a.event.event_id.cmp(&b.event.event_id))
+        });
+    }
+    out
+}
+
+/// Pair statistics over sessions: items are vectors indexed by session, valued by weight.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Tally {
+    /// Item → Σ weight² over its sessions.
+    pub(crate) norm: IdMap<f64>,
+    /// (smaller id, larger id) → (Σ weight products, sessions together, strongest relation).
+    pub(crate) pair: PairMap<(f64, u32, Relation)>,
+    pub(crate) sessions: usize,
+}
+
+pub(crate) fn pair_key(a: u32, b: u32) -> (u32, u32) {
+    if a < b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, basket: &Basket) {
+        self.sessions += 1;
+        let items: Vec<(u32, f64, Relation)> = basket.iter().map(|(k, v)| (*k, v.0, v.1)).collect();
+        for (i, a) in items.iter().enumerate() {
+            *self.norm.entry(a.0).or_default() += a.1 * a.1;
+            for b in &items[i + 1..] {
+                self.add_pair(pair_key(a.0, b.0), a.1 * b.1, 1, a.2.min(b.2));
             }
-            last = Some((sid, ev.at));
-            let e = current.entry(item).or_insert((0.0, rel));
-            if w > e.0 {
-                *e = (w, rel);
-            }
-            *popular.entry(item).or_default() +=
-                w * decay(now - ev.at, cfg.popularity_half_life_secs);
-            *trending.entry(item).or_default() +=
-                w * decay(now - ev.at, cfg.trending_half_life_secs);
-        }
-        if !current.is_empty() {
-            sessions.push(current);
         }
     }
 
-    // Cosine over sessions: items are vectors indexed by session, valued by their weight.
-    let mut norm: HashMap<&str, f64> = HashMap::new();
-    let mut pair: HashMap<(&str, &str), (f64, u32, Relation)> = HashMap::new();
-    for s in &sessions {
-        let mut items: Vec<(&str, f64, Relation)> = s.iter().map(|(k, v)| (*k, v.0, v.1)).collect();
-        items.sort_by(|a, b| a.0.cmp(b.0));
-        for (i, a) in items.iter().enumerate() {
-            *norm.entry(a.0).or_default() += a.1 * a.1;
-            for b in &items[i + 1..] {
-                let e = pair.entry((a.0, b.0)).or_insert((0.0, 0, Relation::CoView));
-                e.0 += a.1 * b.1;
-                e.1 += 1;
-                e.2 = e.2.max(a.2.min(b.2));
-            }
+    pub(crate) fn add_pair(&mut self, key: (u32, u32), dot: f64, n: u32, rel: Relation) {
+        let e = self.pair.entry(key).or_insert((0.0, 0, Relation::CoView));
+        e.0 += dot;
+        e.1 += n;
+        e.2 = e.2.max(rel);
+    }
+}
+
+/// A day's decayed sums, kept apart from `now`: an event at `at` on day d adds
+/// w·2^((min(at, now) − start of d)/h), and the day's sum is scaled by 2^(−(now − start of d)/h)
+/// when lists are made. That is w·2^(−(now − at)/h) (no decay for events after `now`), with a
+/// closed day's part fixed, so it can be stored once and reused by every later run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct DaySums {
+    pub(crate) popular: IdMap<f64>,
+    pub(crate) trending: IdMap<f64>,
+}
+
+impl DaySums {
+    pub(crate) fn add(
+        &mut self,
+        day: i64,
+        item: u32,
+        w: f64,
+        at: i64,
+        now: i64,
+        cfg: &SignalsConfig,
+    ) {
+        let since = (at.min(now) - day * DAY) as f64;
+        *self.popular.entry(item).or_default() +=
+            w * (since / cfg.popularity_half_life_secs).exp2();
+        *self.trending.entry(item).or_default() += w * (since / cfg.trending_half_life_secs).exp2();
+    }
+
+    /// Adds this day's sums, decayed to `now`, into the running scores (`id` maps this
+    /// day's item ids to the scores' ids). Days must come oldest first, so every path that
+    /// builds the same window adds the same numbers in the same order.
+    pub(crate) fn decay_into(
+        &self,
+        day: i64,
+        now: i64,
+        cfg: &SignalsConfig,
+        id: impl Fn(u32) -> u32,
+        popular: &mut IdMap<f64>,
+        trending: &mut IdMap<f64>,
+    ) {
+        let age = (now - day * DAY) as f64;
+        let p = (-age / cfg.popularity_half_life_secs).exp2();
+        let t = (-age / cfg.trending_half_life_secs).exp2();
+        for (item, s) in &self.popular {
+            *popular.entry(id(*item)).or_default() += s * p;
+        }
+        for (item, s) in &self.trending {
+            *trending.entry(id(*item)).or_default() += s * t;
         }
     }
+}
+
+/// Builds the signals from every event given, in one pass (the full recompute; the windowed
+/// job in [`crate::window`] builds the same from daily partials). `category_of` gives an
+/// item's category path (from the item index); items it does not know still co-occur, but
+/// trend in no category.
+pub fn build_signals(
+    events: &[TimedEvent],
+    category_of: &dyn Fn(&str) -> Option<String>,
+    now: i64,
+    cfg: &SignalsConfig,
+) -> Signals {
+    let mut names = Interner::default();
+    let mut tally = Tally::default();
+    let mut days: BTreeMap<i64, DaySums> = BTreeMap::new();
+    for evs in by_shopper(events).values() {
+        let sessions = sessionize(evs, &mut names, cfg, |item, w, at| {
+            let day = day_of(at);
+            days.entry(day).or_default().add(day, item, w, at, now, cfg);
+        });
+        for s in &sessions {
+            tally.add(&s.items);
+        }
+    }
+    let (mut popular, mut trending) = (IdMap::default(), IdMap::default());
+    for (day, sums) in &days {
+        sums.decay_into(*day, now, cfg, |i| i, &mut popular, &mut trending);
+    }
+    finish(
+        &names.names,
+        tally,
+        &popular,
+        &trending,
+        events.len(),
+        category_of,
+        cfg,
+    )
+}
+
+/// The neighbour lists and ranked lists from the tallies, however they were gathered.
+pub(crate) fn finish(
+    names: &[String],
+    tally: Tally,
+    popular: &IdMap<f64>,
+    trending: &IdMap<f64>,
+    events: usize,
+    category_of: &dyn Fn(&str) -> Option<String>,
+    cfg: &SignalsConfig,
+) -> Signals {
+    let Tally {
+        norm,
+        pair,
+        sessions,
+    } = tally;
     let ease = match cfg.ease_lambda {
         None => None,
         Some(_) if norm.len() < 2 => None,
@@ -275,7 +516,7 @@ pub fn build_signals(
             None
         }
         Some(lambda) => {
-            let e = ease_neighbours(&norm, &pair, lambda);
+            let e = ease_neighbours(names, &norm, &pair, lambda);
             if e.is_none() {
                 tracing::warn!(
                     items = norm.len(),
@@ -287,7 +528,7 @@ pub fn build_signals(
     };
     let mut neighbours = match ease {
         Some(e) => e,
-        None => cosine_neighbours(&norm, pair, cfg.min_sessions),
+        None => cosine_neighbours(names, &norm, pair, cfg.min_sessions, cfg.top_m),
     };
     for list in neighbours.values_mut() {
         list.sort_by(|x, y| {
@@ -298,11 +539,11 @@ pub fn build_signals(
         list.truncate(cfg.top_m);
     }
 
-    let ranked = |m: &HashMap<&str, f64>| -> Vec<Scored> {
+    let ranked = |m: &IdMap<f64>| -> Vec<Scored> {
         let mut v: Vec<Scored> = m
             .iter()
             .map(|(k, s)| Scored {
-                item_id: (*k).to_owned(),
+                item_id: names[*k as usize].clone(),
                 score: *s,
             })
             .collect();
@@ -313,10 +554,10 @@ pub fn build_signals(
         });
         v
     };
-    let mut popular = ranked(&popular);
+    let mut popular = ranked(popular);
     popular.truncate(cfg.list_len);
     let mut by_category: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
-    for s in ranked(&trending) {
+    for s in ranked(trending) {
         if let Some(path) = category_of(&s.item_id) {
             let top = top_category(&path);
             if !top.is_empty() {
@@ -331,61 +572,86 @@ pub fn build_signals(
         neighbours,
         popular,
         trending: by_category,
-        events: events.len(),
-        sessions: sessions.len(),
+        events,
+        sessions,
     }
 }
 
-/// Item-item cosine over session vectors, for pairs seen in at least `min_sessions` sessions.
+/// Item-item cosine over session vectors, for pairs seen in at least `min_sessions` sessions;
+/// each item's best `top_m`, best first. Lists are built on ids and only the kept entries get
+/// their names, since most pairs of a large window are cut.
 fn cosine_neighbours(
-    norm: &HashMap<&str, f64>,
-    pair: HashMap<(&str, &str), (f64, u32, Relation)>,
+    names: &[String],
+    norm: &IdMap<f64>,
+    pair: PairMap<(f64, u32, Relation)>,
     min_sessions: u32,
+    top_m: usize,
 ) -> BTreeMap<String, Vec<Neighbour>> {
-    let mut neighbours: BTreeMap<String, Vec<Neighbour>> = BTreeMap::new();
+    let mut lists: Vec<Vec<(u32, f64, Relation)>> = vec![Vec::new(); names.len()];
     for ((a, b), (dotp, n, rel)) in pair {
         if n < min_sessions {
             continue;
         }
         let denom =
-            (norm.get(a).copied().unwrap_or(0.0) * norm.get(b).copied().unwrap_or(0.0)).sqrt();
+            (norm.get(&a).copied().unwrap_or(0.0) * norm.get(&b).copied().unwrap_or(0.0)).sqrt();
         if denom <= 0.0 {
             continue;
         }
         let score = dotp / denom;
-        for (x, y) in [(a, b), (b, a)] {
-            neighbours.entry(x.to_owned()).or_default().push(Neighbour {
-                item_id: y.to_owned(),
-                score,
-                relation: rel,
-            });
-        }
+        lists[a as usize].push((b, score, rel));
+        lists[b as usize].push((a, score, rel));
     }
-    neighbours
+    let best_first = |x: &(u32, f64, Relation), y: &(u32, f64, Relation)| {
+        y.1.total_cmp(&x.1)
+            .then_with(|| names[x.0 as usize].cmp(&names[y.0 as usize]))
+    };
+    let mut out = BTreeMap::new();
+    for (item, mut list) in lists.into_iter().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        if top_m > 0 && list.len() > top_m {
+            list.select_nth_unstable_by(top_m - 1, best_first);
+        }
+        list.truncate(top_m);
+        list.sort_by(best_first);
+        out.insert(
+            names[item].clone(),
+            list.into_iter()
+                .map(|(other, score, relation)| Neighbour {
+                    item_id: names[other as usize].clone(),
+                    score,
+                    relation,
+                })
+                .collect(),
+        );
+    }
+    out
 }
 
 /// Every item's EASE^R neighbours (positive weights only; the caller keeps the top m).
 /// `None` when the Gram matrix is not invertible with this λ.
 fn ease_neighbours(
-    norm: &HashMap<&str, f64>,
-    pair: &HashMap<(&str, &str), (f64, u32, Relation)>,
+    names: &[String],
+    norm: &IdMap<f64>,
+    pair: &PairMap<(f64, u32, Relation)>,
     lambda: f64,
 ) -> Option<BTreeMap<String, Vec<Neighbour>>> {
-    let mut items: Vec<&str> = norm.keys().copied().collect();
-    items.sort_unstable();
-    let pos: HashMap<&str, usize> = items.iter().enumerate().map(|(k, i)| (*i, k)).collect();
+    // Rows in name order, so the matrix (and its sums) never depend on hash order.
+    let mut items: Vec<u32> = norm.keys().copied().collect();
+    items.sort_unstable_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+    let pos: IdMap<usize> = items.iter().enumerate().map(|(k, i)| (*i, k)).collect();
     let n = items.len();
     let mut g = vec![0.0; n * n];
-    for (item, sq) in norm {
-        let k = pos[item];
-        g[k * n + k] = *sq;
+    for (k, item) in items.iter().enumerate() {
+        g[k * n + k] = norm[item];
     }
     for ((a, b), (dotp, _, _)) in pair {
         let (i, j) = (pos[a], pos[b]);
         g[i * n + j] = *dotp;
         g[j * n + i] = *dotp;
     }
-    let mean_diag = norm.values().sum::<f64>() / n as f64;
+    let mean_diag = (0..n).map(|k| g[k * n + k]).sum::<f64>() / n as f64;
     let started = std::time::Instant::now();
     let b = crate::ease::weights(g, n, lambda * mean_diag)?;
     tracing::info!(
@@ -394,29 +660,56 @@ fn ease_neighbours(
         ms = started.elapsed().as_millis() as u64,
         "EASE item weights"
     );
-    let relation = |x: &str, y: &str| {
-        let key = if x < y { (x, y) } else { (y, x) };
-        pair.get(&key).map_or(Relation::CoView, |p| p.2)
-    };
+    let relation = |x: u32, y: u32| pair.get(&pair_key(x, y)).map_or(Relation::CoView, |p| p.2);
     let mut out = BTreeMap::new();
     for (j, from) in items.iter().enumerate() {
         let list: Vec<Neighbour> = (0..n)
             .filter(|i| b[j * n + i] > 0.0)
             .map(|i| Neighbour {
-                item_id: items[i].to_owned(),
+                item_id: names[items[i] as usize].clone(),
                 score: b[j * n + i],
-                relation: relation(from, items[i]),
+                relation: relation(*from, items[i]),
             })
             .collect();
         if !list.is_empty() {
-            out.insert((*from).to_owned(), list);
+            out.insert(names[*from as usize].clone(), list);
         }
     }
     Some(out)
 }
 
-/// Reads every archived event under `events/` once (the archive may hold a redelivered
-/// batch twice; `event_id` decides). Returns the events and how many lines were unreadable.
+impl TimedEvent {
+    /// The event as an archive line (JSON, `timestamp` written from `at` in RFC 3339): what
+    /// [`read_archive`] and the windowed job read back.
+    pub fn archive_line(&self) -> Result<Vec<u8>, RecsError> {
+        let mut e = self.event.clone();
+        e.timestamp = time::OffsetDateTime::from_unix_timestamp(self.at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .ok_or_else(|| RecsError::Invalid(format!("no RFC 3339 time for {}", self.at)))?;
+        serde_json::to_vec(&e).map_err(|e| RecsError::Invalid(e.to_string()))
+    }
+}
+
+/// One archive line as an event with its time, or `None` when it does not parse.
+pub(crate) fn parse_line(line: &[u8]) -> Option<TimedEvent> {
+    let ev = serde_json::from_slice::<BehaviourEvent>(line).ok()?;
+    let at = time::OffsetDateTime::parse(
+        &ev.timestamp,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?
+    .unix_timestamp();
+    Some(TimedEvent { event: ev, at })
+}
+
+/// Reads every archived event under `events/` once, whatever its date (the archive may hold
+/// a redelivered batch twice; `event_id` decides). Returns the events and how many lines were
+/// unreadable. The unbounded read the windowed job replaced ([`crate::window`]); kept for
+/// tools and as the benchmarks' baseline.
 pub async fn read_archive(blobs: &dyn BlobStore) -> Result<(Vec<TimedEvent>, usize), RecsError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -426,18 +719,7 @@ pub async fn read_archive(blobs: &dyn BlobStore) -> Result<(Vec<TimedEvent>, usi
             continue; // deleted between list and get
         };
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let parsed = serde_json::from_slice::<BehaviourEvent>(line)
-                .ok()
-                .and_then(|ev| {
-                    let at = time::OffsetDateTime::parse(
-                        &ev.timestamp,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()?
-                    .unix_timestamp();
-                    Some(TimedEvent { event: ev, at })
-                });
-            match parsed {
+            match parse_line(line) {
                 Some(ev) if seen.insert(ev.event.event_id.clone()) => out.push(ev),
                 Some(_) => {}
                 None => bad += 1,
@@ -601,13 +883,17 @@ mod tests {
             ("SHOPMIND_SIGNALS_ITEM_MODEL", "ease"),
             ("SHOPMIND_SIGNALS_EASE_LAMBDA", "3"),
             ("SHOPMIND_SIGNALS_EASE_MAX_ITEMS", "800"),
+            ("SHOPMIND_SIGNALS_WINDOW_DAYS", "7"),
         ]))
         .unwrap();
         assert_eq!((e.ease_lambda, e.ease_max_items), (Some(3.0), 800));
+        assert_eq!(e.window_days, 7);
         for bad in [
             ("SHOPMIND_SIGNALS_ITEM_MODEL", "als"),
             ("SHOPMIND_SIGNALS_EASE_LAMBDA", "-1"),
             ("SHOPMIND_SIGNALS_EASE_MAX_ITEMS", "lots"),
+            ("SHOPMIND_SIGNALS_WINDOW_DAYS", "2.5"),
+            ("SHOPMIND_SIGNALS_WINDOW_DAYS", "0"),
         ] {
             let err = SignalsConfig::from_lookup(env(vec![bad]))
                 .unwrap_err()

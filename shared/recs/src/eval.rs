@@ -190,6 +190,7 @@ impl Side {
         // Ratings are not sessions: a user's whole history is one basket here.
         let cfg = SignalsConfig {
             session_gap_secs: i64::MAX / 4,
+            session_max_secs: i64::MAX / 4,
             top_m: 100,
             list_len: index.len(),
             popularity_half_life_secs: 365.0 * 86_400.0,

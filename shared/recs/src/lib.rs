@@ -13,6 +13,7 @@ mod index;
 mod indexer;
 mod live;
 mod topk;
+mod window;
 
 pub use blend::{
     for_you, for_you_candidates, similar, BlendConfig, Candidates, ForYou, Reason, Recommendation,
@@ -34,3 +35,4 @@ pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
 pub use shopmind_catalog::{check_item_id, parse_catalog, BadLine, CatalogItem, ParsedCatalog};
 pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};
+pub use window::{date_of, read_window, signals_over_window, WindowStats, DAY_KIND};
