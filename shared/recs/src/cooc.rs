@@ -872,6 +872,59 @@ mod tests {
         assert!(s.neighbours["a"].iter().any(|n| n.item_id == "c"));
     }
 
+    /// Kept lists are the first `top_m` of the whole list, which is best first with ties
+    /// broken by name; many ties here, as shoppers repeat the same two-item sessions.
+    #[test]
+    fn neighbour_lists_keep_the_best_top_m_with_ties_by_name() {
+        let mut events = Vec::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for u in 0..400 {
+            for k in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let item = format!("i{:02}", x % 30);
+                events.push(ev(
+                    &format!("{u}-{k}"),
+                    &format!("u{u}"),
+                    EventType::View,
+                    &item,
+                    100 + k,
+                ));
+            }
+        }
+        let all = build_signals(
+            &events,
+            &|_| None,
+            200,
+            &SignalsConfig {
+                top_m: 1000,
+                ..SignalsConfig::default()
+            },
+        );
+        let cut = build_signals(
+            &events,
+            &|_| None,
+            200,
+            &SignalsConfig {
+                top_m: 4,
+                ..SignalsConfig::default()
+            },
+        );
+        let mut ties = 0;
+        for (item, list) in &all.neighbours {
+            for w in list.windows(2) {
+                assert!(
+                    w[0].score > w[1].score
+                        || (w[0].score == w[1].score && w[0].item_id < w[1].item_id)
+                );
+                ties += usize::from(w[0].score == w[1].score);
+            }
+            assert_eq!(cut.neighbours[item], list[..list.len().min(4)], "{item}");
+        }
+        assert!(ties > 10, "the case needs ties: {ties}");
+    }
+
     #[test]
     fn item_model_settings_parse_with_clear_errors() {
         let env = |pairs: Vec<(&'static str, &'static str)>| {
