@@ -23,7 +23,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use shopmind_profiles::EventType;
 use shopmind_recs::{
-    build_signals, date_of, read_archive, signals_over_window, SignalsConfig, TimedEvent,
+    archive_object, build_signals, date_of, read_archive, signals_over_window, SignalsConfig,
+    TimedEvent,
 };
 use shopmind_storage::{embedded::EmbeddedStore, BlobStore};
 
@@ -69,10 +70,6 @@ impl Zipf {
         let u = rng.unit();
         self.0.partition_point(|c| *c < u).min(self.0.len() - 1)
     }
-}
-
-fn line(ev: &TimedEvent) -> Vec<u8> {
-    ev.archive_line().unwrap()
 }
 
 /// Writes about `events` events over the 31 days, up to `now` on the last; the count.
@@ -130,15 +127,10 @@ async fn write_archive(blobs: &dyn BlobStore, events: usize, now: i64, seed: u64
             .position(|e| e.at.div_euclid(DAY) != day)
             .map_or(all.len(), |p| start + p);
         for (k, chunk) in all[start..end].chunks(PER_OBJECT).enumerate() {
-            let mut body = Vec::new();
-            for ev in chunk {
-                body.extend(line(ev));
-                body.push(b'\n');
-            }
             blobs
                 .put_blob(
                     &format!("events/dt={}/batch-{k:06}.jsonl", date_of(day)),
-                    Bytes::from(body),
+                    Bytes::from(archive_object(chunk).unwrap()),
                 )
                 .await
                 .unwrap();
@@ -233,22 +225,21 @@ fn main() {
 
         // A late batch on day 10: 200 events of shoppers already seen that day.
         let late_day = FIRST_DAY + 10;
-        let mut body = Vec::new();
-        for k in 0..200 {
-            let ev = TimedEvent::on_item(
-                format!("late-{k}"),
-                format!("u{k}"),
-                EventType::View,
-                format!("item-{}", k % 50),
-                late_day * DAY + 12 * 3600 + k,
-            );
-            body.extend(line(&ev));
-            body.push(b'\n');
-        }
+        let late: Vec<TimedEvent> = (0..200)
+            .map(|k| {
+                TimedEvent::on_item(
+                    format!("late-{k}"),
+                    format!("u{k}"),
+                    EventType::View,
+                    format!("item-{}", k % 50),
+                    late_day * DAY + 12 * 3600 + k,
+                )
+            })
+            .collect();
         blobs
             .put_blob(
                 &format!("events/dt={}/late.jsonl", date_of(late_day)),
-                Bytes::from(body),
+                Bytes::from(archive_object(&late).unwrap()),
             )
             .await
             .unwrap();

@@ -694,6 +694,19 @@ impl TimedEvent {
     }
 }
 
+/// Events as one archive object, as the profile updater writes a batch: a line each, each
+/// ending in a newline.
+pub fn archive_object<'a>(
+    events: impl IntoIterator<Item = &'a TimedEvent>,
+) -> Result<Vec<u8>, RecsError> {
+    let mut body = Vec::new();
+    for ev in events {
+        body.extend(ev.archive_line()?);
+        body.push(b'\n');
+    }
+    Ok(body)
+}
+
 /// One archive line as an event with its time, or `None` when it does not parse.
 pub(crate) fn parse_line(line: &[u8]) -> Option<TimedEvent> {
     let ev = serde_json::from_slice::<BehaviourEvent>(line).ok()?;

@@ -25,8 +25,8 @@ pub use catalog_index::{
     STAGING,
 };
 pub use cooc::{
-    build_signals, read_archive, top_category, Neighbour, Relation, Scored, Signals, SignalsConfig,
-    TimedEvent,
+    archive_object, build_signals, read_archive, top_category, Neighbour, Relation, Scored,
+    Signals, SignalsConfig, TimedEvent,
 };
 pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta, TextKey};

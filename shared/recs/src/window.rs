@@ -812,10 +812,6 @@ mod tests {
         }
     }
 
-    fn line(ev: &TimedEvent) -> Vec<u8> {
-        ev.archive_line().unwrap()
-    }
-
     const DAY0: i64 = 20_400; // 2025-11-09
 
     /// Shoppers in bursts, half of them around a midnight, some with session ids (one
@@ -868,25 +864,25 @@ mod tests {
     /// Writes each day's events in three objects, a few twice (redelivered batches), with an
     /// unreadable line on the first day and one event filed under the wrong date.
     async fn write(blobs: &dyn BlobStore, events: &[TimedEvent], tag: &str) {
-        let mut objects: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut objects: BTreeMap<String, Vec<&TimedEvent>> = BTreeMap::new();
         for (i, ev) in events.iter().enumerate() {
             let mut day = day_of(ev.at);
             if i == misfiled(events) {
                 day += 1;
             }
             for copy in 0..1 + usize::from(i.is_multiple_of(9)) {
-                let body = objects
+                objects
                     .entry(format!("{}{tag}{}.jsonl", day_prefix(day), (i + copy) % 3))
-                    .or_default();
-                body.extend(line(ev));
-                body.push(b'\n');
+                    .or_default()
+                    .push(ev);
             }
         }
-        if let Some(body) = objects.values_mut().next() {
-            body.extend_from_slice(b"{not json\n");
-        }
-        for (k, v) in objects {
-            blobs.put_blob(&k, Bytes::from(v)).await.unwrap();
+        for (n, (k, evs)) in objects.into_iter().enumerate() {
+            let mut body = crate::cooc::archive_object(evs).unwrap();
+            if n == 0 {
+                body.extend_from_slice(b"{not json\n");
+            }
+            blobs.put_blob(&k, Bytes::from(body)).await.unwrap();
         }
     }
 
@@ -1035,9 +1031,7 @@ mod tests {
         );
         late.event.session_id = Some("s-late".into());
         let again_ev = events.iter().find(|e| day_of(e.at) == late_day).unwrap();
-        let mut body = line(&late);
-        body.push(b'\n');
-        body.extend(line(again_ev));
+        let body = crate::cooc::archive_object([&late, again_ev]).unwrap();
         blobs
             .put_blob(
                 &format!("{}late.jsonl", day_prefix(late_day)),
