@@ -23,6 +23,7 @@ of the GGUF the manifest names (not from the converter's block decoding):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ from jinja2 import Environment
 from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_generator import DEFAULT  # noqa: E402
+from fetch_generator import CHECKED, DEFAULT  # noqa: E402
 from fetch_models import add_models_dir  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -158,6 +159,19 @@ def main() -> None:
     meta, source = manifest["generator"], manifest["source"]
     print(f"check_generator: {args.model} ({meta['architecture']}, accuracy_level {meta.get('accuracy_level')})")
     gguf = args.models_dir / ".downloads" / source["gguf"]
+    if not gguf.is_file():
+        # fetch_generator.py checks a model as it converts it and may then delete its GGUF;
+        # `.checked` holds the sha256 of the manifest that passed, which lists every file's.
+        marker = model_dir / CHECKED
+        want = hashlib.sha256((model_dir / "manifest.json").read_bytes()).hexdigest()
+        if marker.is_file() and marker.read_text().strip() == want:
+            print(f"check_generator: {args.model} passed when it was converted (its manifest is "
+                  f"unchanged; {gguf.name} was deleted then; "
+                  f"`fetch_generator.py --gguf {args.model}` fetches it to check again)")
+            return
+        sys.exit(f"check_generator: {gguf} is missing and {model_dir} was not checked when "
+                 f"converted; run `.venv/bin/python infra/scripts/fetch_generator.py --gguf "
+                 f"{args.model}`")
     n_layers, kv, hd = meta["layers"], meta["kv_heads"], meta["head_dim"]
     gen = json.loads((model_dir / "generation.json").read_text())
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

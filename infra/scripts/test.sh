@@ -9,6 +9,9 @@ bash infra/scripts/setup.sh
 bash infra/scripts/build-tools.sh
 # A one-shot build gains nothing from incremental state but its disk (set 1 to keep it).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# A function built alone (the cargo_lambda test's `cargo lambda watch`) must resolve features as
+# the workspace build does, or it compiles the whole dependency graph a second time.
+.venv/bin/python infra/scripts/check_features.py
 
 # Headless Chromium and chromedriver for the staff console's browser test (shared/local/tests/
 # console.rs); its screenshots go under target/ here (the README's are taken by running that
@@ -25,7 +28,9 @@ start_emulator
 
 # The GGUF block layouts (every supported type against gguf-py, and through MatMulNBits),
 # then the converted generators against a numpy implementation of the same GGUFs and the
-# committed llama.cpp references: the default Qwen2.5-1.5B and the small test model.
+# committed llama.cpp references: the default Qwen2.5-1.5B (checked when set-up converted it,
+# which then deleted its 1.1 GB GGUF: this accepts that record while the manifest is unchanged)
+# and the small test model.
 .venv/bin/python infra/scripts/test_gguf_blocks.py
 .venv/bin/python infra/scripts/check_generator.py
 .venv/bin/python infra/scripts/check_generator.py --model smollm2-135m-instruct-q4

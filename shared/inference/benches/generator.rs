@@ -156,6 +156,13 @@ fn main() {
             )
             .unwrap()
         };
+        let gguf_path = models().join(".downloads").join(gguf);
+        assert!(
+            llama.is_none() || gguf_path.is_file(),
+            "{} is missing (set-up deletes the default's GGUF once its conversion is checked): \
+             `.venv/bin/python infra/scripts/fetch_generator.py --gguf {name}` fetches it",
+            gguf_path.display()
+        );
         let file =
             std::env::temp_dir().join(format!("shopmind-gen-prompt-{}.txt", std::process::id()));
         std::fs::write(&file, &prompt).unwrap();
@@ -196,7 +203,7 @@ fn main() {
                     let l = run(
                         p,
                         &[bench_dir.join("llama_cpp_baseline.py").as_os_str()],
-                        &models().join(".downloads").join(gguf),
+                        &gguf_path,
                         new_tokens,
                     );
                     let (l_pre, l_dec) = (
