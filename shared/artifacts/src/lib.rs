@@ -255,36 +255,37 @@ pub async fn load_files(
             ),
         ));
     }
-    // Each file is hashed on the blocking pool while the next one downloads, so a large
-    // index's verification overlaps its transfer (and the hashes run on every core).
-    let mut pending = Vec::with_capacity(manifest.files.len());
-    for f in manifest.files.iter().filter(|f| wanted(&f.name)) {
-        let key = format!("{prefix}{}", f.name);
-        let data = blobs
-            .get_blob(&key)
-            .await?
-            .ok_or_else(|| corrupt(&key, "missing".into()))?;
-        let body = data.clone();
-        let hash = tokio::task::spawn_blocking(move || sha256_hex(&body));
-        pending.push((f, key, data, hash));
-    }
-    let mut files = Vec::with_capacity(pending.len());
-    for (f, key, data, hash) in pending {
-        let hash = hash
-            .await
-            .map_err(|e| corrupt(&key, format!("hashing failed: {e}")))?;
-        if data.len() as u64 != f.bytes || hash != f.sha256 {
-            return Err(corrupt(
-                &key,
-                format!(
-                    "{} bytes with a different sha256 than the manifest's {} bytes",
-                    data.len(),
-                    f.bytes
-                ),
-            ));
-        }
-        files.push((f.name.clone(), data));
-    }
+    // The files download at once, and each is hashed on the blocking pool as soon as it is
+    // in, so a large index's transfers overlap one another and its verification (and the
+    // hashes run on every core).
+    let (prefix, corrupt) = (&prefix, &corrupt);
+    let files = manifest
+        .files
+        .iter()
+        .filter(|f| wanted(&f.name))
+        .map(|f| async move {
+            let key = format!("{prefix}{}", f.name);
+            let data = blobs
+                .get_blob(&key)
+                .await?
+                .ok_or_else(|| corrupt(&key, "missing".into()))?;
+            let body = data.clone();
+            let hash = tokio::task::spawn_blocking(move || sha256_hex(&body))
+                .await
+                .map_err(|e| corrupt(&key, format!("hashing failed: {e}")))?;
+            if data.len() as u64 != f.bytes || hash != f.sha256 {
+                return Err(corrupt(
+                    &key,
+                    format!(
+                        "{} bytes with a different sha256 than the manifest's {} bytes",
+                        data.len(),
+                        f.bytes
+                    ),
+                ));
+            }
+            Ok((f.name.clone(), data))
+        });
+    let files = futures::future::try_join_all(files).await?;
     Ok((manifest, files))
 }
 

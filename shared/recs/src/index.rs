@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use shopmind_storage::BlobStore;
 
 use crate::error::RecsError;
-use crate::topk::{f32s_from_le, f32s_to_le, top_k_quantised, QuantRows};
+use crate::topk::{f32_rows, f32s_to_le, top_k_quantised, QuantRows, Rows};
 use shopmind_artifacts as artifact;
 use shopmind_catalog::CatalogItem;
 
@@ -93,7 +93,7 @@ pub struct ItemIndex {
     model: String,
     dim: usize,
     meta: Vec<ItemMeta>,
-    vectors: Vec<f32>,
+    vectors: Rows<f32>,
     /// The same rows in int8 for the first stage of [`Self::nearest`].
     quant: QuantRows,
     rows: HashMap<String, usize>,
@@ -111,19 +111,7 @@ impl ItemIndex {
         model: &str,
         dim: usize,
         meta: Vec<ItemMeta>,
-        vectors: Vec<f32>,
-    ) -> Result<Self, RecsError> {
-        Self::with_quant(version, model, dim, meta, vectors, None)
-    }
-
-    /// [`Self::new`] with the int8 rows as published (`None`: quantised here).
-    fn with_quant(
-        version: &str,
-        model: &str,
-        dim: usize,
-        meta: Vec<ItemMeta>,
         mut vectors: Vec<f32>,
-        quant: Option<QuantRows>,
     ) -> Result<Self, RecsError> {
         if dim == 0 || vectors.len() != meta.len() * dim {
             return Err(RecsError::Invalid(format!(
@@ -146,6 +134,42 @@ impl ItemIndex {
                 row.iter_mut().for_each(|x| *x /= norm);
             }
         }
+        let quant = QuantRows::new(&vectors, dim);
+        Self::assemble(version, model, dim, meta, Rows::Owned(vectors), quant)
+    }
+
+    /// A published version's rows as they were read: their bytes are sha256-equal to what
+    /// [`Self::new`] checked (finite) and normalised when the indexer built them, so a cold
+    /// start only checks the shapes and keeps the rows in the file's own bytes.
+    fn published(
+        version: &str,
+        model: &str,
+        dim: usize,
+        meta: Vec<ItemMeta>,
+        vectors: Rows<f32>,
+        quant: Option<QuantRows>,
+    ) -> Result<Self, RecsError> {
+        let values = vectors.as_slice();
+        if dim == 0 || values.len() != meta.len() * dim {
+            return Err(RecsError::Invalid(format!(
+                "{} values for {} items of dimension {dim}",
+                values.len(),
+                meta.len()
+            )));
+        }
+        // Versions published before the int8 rows were stored are quantised here.
+        let quant = quant.unwrap_or_else(|| QuantRows::new(values, dim));
+        Self::assemble(version, model, dim, meta, vectors, quant)
+    }
+
+    fn assemble(
+        version: &str,
+        model: &str,
+        dim: usize,
+        meta: Vec<ItemMeta>,
+        vectors: Rows<f32>,
+        quant: QuantRows,
+    ) -> Result<Self, RecsError> {
         let mut rows = HashMap::with_capacity(meta.len());
         for (i, m) in meta.iter().enumerate() {
             if rows.insert(m.item_id.clone(), i).is_some() {
@@ -161,7 +185,7 @@ impl ItemIndex {
             dim,
             showcase: std::sync::OnceLock::new(),
             meta,
-            quant: quant.unwrap_or_else(|| QuantRows::new(&vectors, dim)),
+            quant,
             vectors,
             rows,
             text_keys: Vec::new(),
@@ -215,11 +239,13 @@ impl ItemIndex {
             .map(|&r| r as usize)
     }
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
-        self.vectors.get(row * self.dim..(row + 1) * self.dim)
+        self.vectors
+            .as_slice()
+            .get(row * self.dim..(row + 1) * self.dim)
     }
     /// The whole matrix, row-major.
     pub fn matrix(&self) -> &[f32] {
-        &self.vectors
+        self.vectors.as_slice()
     }
     /// Bytes held in memory, for sizing Lambda memory (vectors + metadata + id map, estimated).
     pub fn memory_bytes(&self) -> usize {
@@ -236,7 +262,7 @@ impl ItemIndex {
                     + std::mem::size_of::<u32>()
             })
             .sum();
-        self.vectors.len() * 4 + self.quant.memory_bytes() + meta
+        self.vectors.as_slice().len() * 4 + self.quant.memory_bytes() + meta
     }
 
     /// The `k` rows nearest `query` (a unit vector) among those `keep` accepts, best first,
@@ -247,7 +273,7 @@ impl ItemIndex {
         k: usize,
         keep: impl FnMut(usize) -> bool,
     ) -> Vec<(usize, f32)> {
-        top_k_quantised(&self.vectors, &self.quant, query, k, keep)
+        top_k_quantised(self.vectors.as_slice(), &self.quant, query, k, keep)
     }
 
     /// Writes this index as a new version and moves `LATEST` to it.
@@ -277,7 +303,7 @@ impl ItemIndex {
     /// The version's files and manifest facts.
     #[allow(clippy::type_complexity)]
     fn files(&self) -> Result<(Vec<(String, Bytes)>, serde_json::Value), RecsError> {
-        let vectors = f32s_to_le(&self.vectors);
+        let vectors = f32s_to_le(self.vectors.as_slice());
         let items = meta_jsonl(&self.meta)?;
         let meta = serde_json::json!({
             "model": self.model, "dimension": self.dim, "count": self.len(), "dtype": "f32le",
@@ -328,12 +354,25 @@ impl ItemIndex {
 
     /// Loads and verifies one version.
     pub async fn load(blobs: &dyn BlobStore, version: &str) -> Result<Self, RecsError> {
-        let (manifest, mut files) =
-            artifact::load_files(blobs, KIND, version, |name| name != TEXT_KEYS_FILE).await?;
         let corrupt = |reason: String| RecsError::Corrupt {
             what: format!("items {version}"),
             reason,
         };
+        // items.jsonl is parsed on the blocking pool while the rows still download and hash.
+        let items = async {
+            let (_, mut files) =
+                artifact::load_files(blobs, KIND, version, |name| name == "items.jsonl").await?;
+            let raw = artifact::take_file(&mut files, "items.jsonl")?;
+            tokio::task::spawn_blocking(move || parse_meta(&raw))
+                .await
+                .map_err(|e| corrupt(format!("parsing items.jsonl failed: {e}")))?
+                .map_err(&corrupt)
+        };
+        let rows = artifact::load_files(blobs, KIND, version, |name| {
+            name != TEXT_KEYS_FILE && name != "items.jsonl"
+        });
+        let (meta, rows) = tokio::join!(items, rows);
+        let (meta, (manifest, mut files)) = (meta?, rows?);
         let dim = manifest.meta["dimension"]
             .as_u64()
             .ok_or_else(|| corrupt("the manifest has no dimension".into()))?
@@ -343,23 +382,20 @@ impl ItemIndex {
             .unwrap_or_default()
             .to_owned();
         let raw = artifact::take_file(&mut files, "vectors.f32")?;
-        let vectors = f32s_from_le(&raw)
-            .ok_or_else(|| corrupt("vectors.f32 is not whole f32 values".into()))?;
-        let meta =
-            parse_meta(&artifact::take_file(&mut files, "items.jsonl")?).map_err(&corrupt)?;
-        // Versions published before the int8 rows were stored are quantised here.
+        let vectors =
+            f32_rows(raw).ok_or_else(|| corrupt("vectors.f32 is not whole f32 values".into()))?;
         let quant = match (
             artifact::take_file(&mut files, QUANT_CODES_FILE),
             artifact::take_file(&mut files, QUANT_SCALES_FILE),
         ) {
             (Ok(codes), Ok(scales)) => Some(
-                QuantRows::from_bytes(&codes, &scales, meta.len(), dim).ok_or_else(|| {
+                QuantRows::from_bytes(codes, &scales, meta.len(), dim).ok_or_else(|| {
                     corrupt("vectors.i8 and scales.f32 do not fit the rows".into())
                 })?,
             ),
             _ => None,
         };
-        Self::with_quant(version, &model, dim, meta, vectors, quant)
+        Self::published(version, &model, dim, meta, vectors, quant)
             .map_err(|e| corrupt(e.to_string()))
     }
 

@@ -5,6 +5,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use bytes::Bytes;
+
 pub use shopmind_inference::dot;
 
 #[derive(Debug, PartialEq)]
@@ -59,6 +61,48 @@ pub(crate) fn f32s_from_le(raw: &[u8]) -> Option<Vec<f32>> {
     )
 }
 
+/// Values read from an index file, kept in the file's own verified bytes where their layout
+/// allows it (a little-endian target and an aligned buffer: in practice always), so a cold
+/// start neither copies nor decodes them; otherwise decoded once into a vector.
+#[derive(Clone, Debug)]
+pub(crate) enum Rows<T> {
+    Owned(Vec<T>),
+    Shared(Bytes),
+}
+
+impl<T: bytemuck::Pod> Rows<T> {
+    /// `None` when `raw` is not whole values; `decode` reads one little-endian value.
+    pub(crate) fn from_le_bytes(raw: Bytes, decode: impl Fn(&[u8]) -> T) -> Option<Self> {
+        let size = std::mem::size_of::<T>();
+        if size == 0 || !raw.len().is_multiple_of(size) {
+            return None;
+        }
+        if cfg!(target_endian = "little") && bytemuck::try_cast_slice::<u8, T>(&raw).is_ok() {
+            return Some(Self::Shared(raw));
+        }
+        Some(Self::Owned(raw.chunks_exact(size).map(decode).collect()))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[T] {
+        match self {
+            Self::Owned(v) => v,
+            // Checked castable when it was made, and `Bytes` never moves its data.
+            Self::Shared(b) => bytemuck::try_cast_slice(b).unwrap_or_default(),
+        }
+    }
+}
+
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
+        Self::Owned(Vec::new())
+    }
+}
+
+/// Little-endian f32 rows as the index files store them, without a copy where possible.
+pub(crate) fn f32_rows(raw: Bytes) -> Option<Rows<f32>> {
+    Rows::from_le_bytes(raw, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The bytes [`f32s_from_le`] reads back.
 pub(crate) fn f32s_to_le(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -68,7 +112,7 @@ pub(crate) fn f32s_to_le(values: &[f32]) -> Vec<u8> {
 #[derive(Debug, Clone, Default)]
 pub struct QuantRows {
     dim: usize,
-    codes: Vec<i8>,
+    codes: Rows<i8>,
     scales: Vec<f32>,
 }
 
@@ -98,24 +142,29 @@ impl QuantRows {
             .chunks_exact(dim)
             .map(|row| quantise_into(row, &mut codes))
             .collect();
-        Self { dim, codes, scales }
+        Self {
+            dim,
+            codes: Rows::Owned(codes),
+            scales,
+        }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.codes.len() + self.scales.len() * 4
+        self.codes.as_slice().len() + self.scales.len() * 4
     }
 
     /// The codes as stored (`vectors.i8`: one byte per value, row-major) and the scales as
     /// stored (`scales.f32`: little-endian), so a published index loads them instead of
     /// quantising again.
     pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
-        let codes = self.codes.iter().map(|&c| c as u8).collect();
+        let codes = self.codes.as_slice().iter().map(|&c| c as u8).collect();
         (codes, f32s_to_le(&self.scales))
     }
 
     /// Reads [`Self::to_bytes`]' output for `rows` rows of `dim`; `None` when the sizes do
     /// not fit or a scale is not a positive finite number.
-    pub fn from_bytes(codes: &[u8], scales: &[u8], rows: usize, dim: usize) -> Option<Self> {
+    /// The codes stay in `codes`' own bytes.
+    pub fn from_bytes(codes: Bytes, scales: &[u8], rows: usize, dim: usize) -> Option<Self> {
         if dim == 0 || codes.len() != rows * dim || scales.len() != rows * 4 {
             return None;
         }
@@ -125,7 +174,7 @@ impl QuantRows {
         }
         Some(Self {
             dim,
-            codes: codes.iter().map(|&c| c as i8).collect(),
+            codes: Rows::from_le_bytes(codes, |b| b[0] as i8)?,
             scales,
         })
     }
@@ -194,7 +243,8 @@ pub fn top_k_quantised(
     keep: impl FnMut(usize) -> bool,
 ) -> Vec<(usize, f32)> {
     let dim = quant.dim;
-    if k == 0 || dim == 0 || query.len() != dim || matrix.len() != quant.codes.len() {
+    let codes = quant.codes.as_slice();
+    if k == 0 || dim == 0 || query.len() != dim || matrix.len() != codes.len() {
         return Vec::new();
     }
     let mut q = Vec::with_capacity(dim);
@@ -204,7 +254,7 @@ pub fn top_k_quantised(
         k.saturating_mul(SHORTLIST_FACTOR)
             .saturating_add(SHORTLIST_EXTRA),
         |row| {
-            let codes = &quant.codes[row * dim..(row + 1) * dim];
+            let codes = &codes[row * dim..(row + 1) * dim];
             dot_i8(codes, &q) as f32 * quant.scales[row] * q_scale
         },
         keep,
@@ -355,30 +405,60 @@ mod tests {
         let m = matrix(50, 16, 3);
         let q = QuantRows::new(&m, 16);
         let (codes, scales) = q.to_bytes();
-        let back = QuantRows::from_bytes(&codes, &scales, 50, 16).unwrap();
+        let codes = Bytes::from(codes);
+        let back = QuantRows::from_bytes(codes.clone(), &scales, 50, 16).unwrap();
+        assert!(
+            matches!(back.codes, Rows::Shared(_)),
+            "codes are used in place"
+        );
         assert_eq!(
-            (back.codes.clone(), back.scales.clone()),
-            (q.codes, q.scales)
+            (back.codes.as_slice(), &back.scales),
+            (q.codes.as_slice(), &q.scales)
         );
         assert!(
-            QuantRows::from_bytes(&codes, &scales, 49, 16).is_none(),
+            QuantRows::from_bytes(codes.clone(), &scales, 49, 16).is_none(),
             "row count"
         );
         assert!(
-            QuantRows::from_bytes(&codes[1..], &scales, 50, 16).is_none(),
+            QuantRows::from_bytes(codes.slice(1..), &scales, 50, 16).is_none(),
             "codes"
         );
         let mut zero = scales.clone();
         zero[..4].copy_from_slice(&0f32.to_le_bytes());
         assert!(
-            QuantRows::from_bytes(&codes, &zero, 50, 16).is_none(),
+            QuantRows::from_bytes(codes.clone(), &zero, 50, 16).is_none(),
             "a zero scale"
         );
         let mut nan = scales;
         nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
         assert!(
-            QuantRows::from_bytes(&codes, &nan, 50, 16).is_none(),
+            QuantRows::from_bytes(codes, &nan, 50, 16).is_none(),
             "a NaN scale"
+        );
+    }
+
+    #[test]
+    fn f32_rows_are_used_in_place_when_aligned_and_decoded_when_not() {
+        let values = [1.5f32, -0.25, 3.0e-7, f32::MAX, -0.0, 42.0];
+        // Independent encoding: the IEEE-754 bit patterns, little-endian.
+        let le: Vec<u8> = values
+            .iter()
+            .flat_map(|v| v.to_bits().to_le_bytes())
+            .collect();
+        let aligned = Bytes::from(le.clone());
+        let rows = f32_rows(aligned).unwrap();
+        assert!(matches!(rows, Rows::Shared(_)));
+        assert_eq!(rows.as_slice(), values);
+        // The same bytes one byte into a buffer: not castable, so decoded.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&le);
+        let shifted = Bytes::from(shifted).slice(1..);
+        let rows = f32_rows(shifted).unwrap();
+        assert!(matches!(rows, Rows::Owned(_)));
+        assert_eq!(rows.as_slice(), values);
+        assert!(
+            f32_rows(Bytes::from(le).slice(..7)).is_none(),
+            "not whole values"
         );
     }
 }
