@@ -23,7 +23,6 @@ of the GGUF the manifest names (not from the converter's block decoding):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_generator import CHECKED, DEFAULT  # noqa: E402
-from fetch_models import add_models_dir  # noqa: E402
+from fetch_models import add_models_dir, sha256  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "inference" / "tests" / "fixtures"
@@ -163,7 +162,7 @@ def main() -> None:
         # fetch_generator.py checks a model as it converts it and may then delete its GGUF;
         # `.checked` holds the sha256 of the manifest that passed, which lists every file's.
         marker = model_dir / CHECKED
-        want = hashlib.sha256((model_dir / "manifest.json").read_bytes()).hexdigest()
+        want = sha256(model_dir / "manifest.json")
         if marker.is_file() and marker.read_text().strip() == want:
             print(f"check_generator: {args.model} passed when it was converted (its manifest is "
                   f"unchanged; {gguf.name} was deleted then; "

@@ -113,13 +113,7 @@ impl ItemIndex {
         meta: Vec<ItemMeta>,
         mut vectors: Vec<f32>,
     ) -> Result<Self, RecsError> {
-        if dim == 0 || vectors.len() != meta.len() * dim {
-            return Err(RecsError::Invalid(format!(
-                "{} values for {} items of dimension {dim}",
-                vectors.len(),
-                meta.len()
-            )));
-        }
+        check_shape(dim, vectors.len(), meta.len())?;
         if let Some(bad) = vectors.iter().position(|x| !x.is_finite()) {
             return Err(RecsError::Invalid(format!(
                 "item {} has a non-finite embedding value",
@@ -150,13 +144,7 @@ impl ItemIndex {
         quant: Option<QuantRows>,
     ) -> Result<Self, RecsError> {
         let values = vectors.as_slice();
-        if dim == 0 || values.len() != meta.len() * dim {
-            return Err(RecsError::Invalid(format!(
-                "{} values for {} items of dimension {dim}",
-                values.len(),
-                meta.len()
-            )));
-        }
+        check_shape(dim, values.len(), meta.len())?;
         // Versions published before the int8 rows were stored are quantised here.
         let quant = quant.unwrap_or_else(|| QuantRows::new(values, dim));
         Self::assemble(version, model, dim, meta, vectors, quant)
@@ -426,6 +414,16 @@ impl ItemIndex {
             None => Ok(None),
         }
     }
+}
+
+/// `values` row-major values are one row of `dim` for each of `items` items.
+fn check_shape(dim: usize, values: usize, items: usize) -> Result<(), RecsError> {
+    if dim == 0 || values != items * dim {
+        return Err(RecsError::Invalid(format!(
+            "{values} values for {items} items of dimension {dim}"
+        )));
+    }
+    Ok(())
 }
 
 /// `items.jsonl`: one [`ItemMeta`] per line, as [`parse_meta`] reads it.

@@ -611,8 +611,8 @@ pub async fn blobs(s: Arc<dyn Store>) {
             .len(),
         100_000
     );
-    // Empty, and larger than two of the S3 backend's download ranges (8 MiB) with every
-    // byte depending on its offset, so parts joined out of order or twice show.
+    // Empty, and 17 MiB arriving in many body chunks, with every byte depending on its
+    // offset, so chunks joined out of order, twice or not at all show.
     s.put_blob("indexes/items/v3/empty", Bytes::new())
         .await
         .unwrap();
