@@ -15,6 +15,8 @@
    batches; staff: IAM on StaffApi; staff+console: that and the
    Cognito JWT on ConsoleApi; console: ConsoleApi's page without one), every function behind
    ConsoleApi allowed to be invoked by it; and every route has a sample in events/apigw/.
+5. The event archive's Glue table has the event contract's fields, the columns the DuckDB
+   check of the signals SQL reads (duckdb_signals.py), and the dt partition.
 
     .venv/bin/python infra/scripts/check_template.py --endpoint http://127.0.0.1:PORT
 """
@@ -374,6 +376,29 @@ def main():
     checked += 1
     if set(code) - sampled:
         fail(f"routes without a sample in events/apigw/: {sorted(set(code) - sampled)}")
+
+    # The archive's Glue table (SignalsEngine=athena) has the columns the DuckDB check of its
+    # SQL reads the archive with, and the event contract's fields.
+    sys.path.insert(0, str(ROOT / "infra" / "scripts"))
+    import duckdb_signals
+
+    glue_types = {"string": "VARCHAR", "double": "DOUBLE"}
+    table = resources["EventsTable"]["Properties"]["TableInput"]
+    columns = {c["Name"]: glue_types.get(c["Type"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]}
+    checked += 1
+    if columns != duckdb_signals.COLUMNS:
+        fail(f"EventsTable columns {columns} differ from duckdb_signals.COLUMNS {duckdb_signals.COLUMNS}")
+    event_rs = (ROOT / "shared" / "profiles" / "src" / "event.rs").read_text()
+    contract = event_rs[event_rs.index("pub struct BehaviourEvent"):]
+    contract = contract[:contract.index("\n}")]
+    fields = re.findall(r"pub (\w+):", contract)
+    fields = ["type" if f == "kind" else f for f in fields]
+    checked += 1
+    if sorted(fields) != sorted(columns):
+        fail(f"EventsTable columns {sorted(columns)} differ from BehaviourEvent's fields {sorted(fields)}")
+    checked += 1
+    if [k["Name"] for k in table["PartitionKeys"]] != ["dt"]:
+        fail("EventsTable must be partitioned by dt alone (the archive's events/dt=YYYY-MM-DD/)")
 
     if failures:
         sys.exit(f"\ncheck_template: {len(failures)} of {checked} checks failed")

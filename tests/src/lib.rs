@@ -237,3 +237,53 @@ impl EmulatorDeployment {
         .collect()
     }
 }
+
+/// The project's Python (`infra/scripts/setup.sh` makes `.venv`), or `SHOPMIND_PYTHON`.
+pub fn python() -> PathBuf {
+    std::env::var_os("SHOPMIND_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+/// What DuckDB made of the signals statement: its CSV result (Athena's format), the wall
+/// time of the run and DuckDB's peak RSS.
+#[derive(Debug)]
+pub struct DuckdbRun {
+    pub csv: Vec<u8>,
+    pub secs: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Runs `sql` (the signals job's Athena statement) in DuckDB over the archive under
+/// `archive` (`events/dt=…/*.jsonl` files), as the table `shopmind.events`
+/// (`infra/scripts/duckdb_signals.py`). Panics with DuckDB's message if it fails.
+pub fn duckdb_signals(archive: &Path, sql: &str) -> DuckdbRun {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    let (sql_file, out) = (work.path().join("q.sql"), work.path().join("result.csv"));
+    std::fs::write(&sql_file, sql).unwrap_or_else(|e| panic!("{}: {e}", sql_file.display()));
+    let python = python();
+    let started = std::time::Instant::now();
+    let run = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/scripts/duckdb_signals.py"))
+        .args(["--table", "shopmind.events", "--archive"])
+        .arg(archive)
+        .arg("--sql")
+        .arg(&sql_file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run infra/scripts/setup.sh", python.display()));
+    let secs = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "duckdb_signals.py failed:\n{stderr}");
+    let peak_rss_mb = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peak_rss_mb=")?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let csv = std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    DuckdbRun {
+        csv,
+        secs,
+        peak_rss_mb,
+    }
+}

@@ -17,6 +17,8 @@
 //!
 //! Other objects are skipped and logged, never failed.
 
+pub mod athena;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +29,8 @@ use serde_json::{json, Value};
 use shopmind_inference::LazyEncoder;
 use shopmind_recs::{
     build_of_ready_key, embed_catalog_shard, index_catalog, index_signals, merge_catalog_build,
-    FanOut, RecsError, ShardMessage, ShardQueue, SignalsConfig, DEFAULT_SHARD_TEXTS,
+    FanOut, RecsError, ShardMessage, ShardQueue, SignalsConfig, SignalsEngine, SqlEngine,
+    DEFAULT_SHARD_TEXTS,
 };
 use shopmind_runtime::events::{created_objects, S3BridgeEvent, ScheduledEvent};
 use shopmind_runtime::sqs::{process_batch, BatchReport};
@@ -209,6 +212,9 @@ pub struct Handler {
     pub blobs: Arc<dyn BlobStore>,
     pub encoder: Arc<LazyEncoder>,
     pub signals: SignalsConfig,
+    /// The SQL engine the signals job runs on (`SHOPMIND_SIGNALS_ENGINE=athena`); none: the
+    /// window of daily partials in this process.
+    pub signals_sql: Option<Arc<dyn SqlEngine>>,
     /// Where large catalogs fan out to (none: every catalog inline).
     pub shards: Option<Arc<dyn ShardQueue>>,
     pub shard_texts: usize,
@@ -227,9 +233,14 @@ impl Handler {
     pub async fn run(&self, job: Job) -> Result<Value, IndexerError> {
         match job {
             Job::Signals => {
+                let engine = match self.signals_sql.as_deref() {
+                    Some(sql) => SignalsEngine::Sql(sql),
+                    None => SignalsEngine::Window,
+                };
                 let r = index_signals(
                     self.blobs.as_ref(),
                     &self.signals,
+                    engine,
                     shopmind_storage::now_secs(),
                 )
                 .await?;

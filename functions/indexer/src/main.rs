@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use indexer::athena::{AthenaSql, EngineConfig};
 use indexer::{job_of, Handler, ShardConfig, SqsShardQueue, FUNCTION};
 use shopmind_inference::{InferenceConfig, LazyEncoder};
-use shopmind_recs::{ShardQueue, SignalsConfig};
+use shopmind_recs::{ShardQueue, SignalsConfig, SqlEngine};
 use shopmind_runtime::sqs::{deadline_of, is_sqs_event};
 use shopmind_runtime::RuntimeConfig;
 use shopmind_storage::aws::{sdk_config, AwsStore};
@@ -15,7 +16,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shopmind_runtime::init_tracing();
     let runtime = RuntimeConfig::from_env()?;
     let shard_config = ShardConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let engine = EngineConfig::from_lookup(|k| std::env::var(k).ok())?;
     let store = Arc::new(AwsStore::from_env().await);
+    let signals_sql: Option<Arc<dyn SqlEngine>> = match engine {
+        EngineConfig::Window => None,
+        EngineConfig::Athena(config) => Some(Arc::new(AthenaSql {
+            client: aws_sdk_athena::Client::new(&sdk_config().await),
+            blobs: store.clone(),
+            config,
+        })),
+    };
     let shards: Option<Arc<dyn ShardQueue>> = match shard_config.queue_url {
         Some(url) => Some(Arc::new(SqsShardQueue {
             client: aws_sdk_sqs::Client::new(&sdk_config().await),
@@ -27,6 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         blobs: store,
         encoder: Arc::new(LazyEncoder::new(InferenceConfig::from_env()?)),
         signals: SignalsConfig::from_lookup(|k| std::env::var(k).ok())?,
+        signals_sql,
         shards,
         shard_texts: shard_config.shard_texts,
     };

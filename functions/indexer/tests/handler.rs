@@ -37,6 +37,7 @@ fn handler(dir: &Path) -> (Handler, Arc<EmbeddedStore>) {
         blobs: store.clone(),
         encoder: Arc::new(LazyEncoder::new(cfg)),
         signals: SignalsConfig::default(),
+        signals_sql: None,
         shards: None,
         shard_texts: shopmind_recs::DEFAULT_SHARD_TEXTS,
     };

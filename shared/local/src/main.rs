@@ -382,7 +382,13 @@ async fn index(
         IndexCommand::Signals => {
             let cfg = shopmind_recs::SignalsConfig::from_lookup(|k| std::env::var(k).ok())?;
             serde_json::to_value(
-                shopmind_recs::index_signals(&store, &cfg, shopmind_storage::now_secs()).await?,
+                shopmind_recs::index_signals(
+                    &store,
+                    &cfg,
+                    shopmind_recs::SignalsEngine::Window,
+                    shopmind_storage::now_secs(),
+                )
+                .await?,
             )?
         }
         IndexCommand::Kb { file } | IndexCommand::Intents { file } => {
@@ -1081,8 +1087,13 @@ fn spawn_signals_schedule(
             if !due.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            match shopmind_recs::index_signals(store.as_ref(), &cfg, shopmind_storage::now_secs())
-                .await
+            match shopmind_recs::index_signals(
+                store.as_ref(),
+                &cfg,
+                shopmind_recs::SignalsEngine::Window,
+                shopmind_storage::now_secs(),
+            )
+            .await
             {
                 Ok(r) if r.events > 0 => tracing::info!(
                     version = %r.version,

@@ -11,7 +11,12 @@
 //! 2. the windowed job's first run: every closed day aggregated, compacted and stored;
 //! 3. the next run on an unchanged archive: every closed day's partial reused;
 //! 4. a run after a late batch landed on one closed day: that day rebuilt;
-//! 5. the next day's run: yesterday built, the window moved on.
+//! 5. the next day's run: yesterday built, the window moved on;
+//! 6. the SQL mode on the unchanged archive: the statement Athena would run, run by DuckDB
+//!    over the same files in a separate process (`infra/scripts/duckdb_signals.py`; one
+//!    machine standing in for Athena's cluster: its time is not Athena's), then the
+//!    indexer's part of that mode, reading the result and making the lists, with its own
+//!    peak RSS. Its lists are asserted equal to the window's.
 //!
 //! `cargo bench -p shopmind-recs --bench signals_window` runs 1M events;
 //! `SHOPMIND_BENCH_SIGNALS_EVENTS=10000000` sets the size. Without `--bench` (as
@@ -23,8 +28,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use shopmind_profiles::EventType;
 use shopmind_recs::{
-    archive_object, build_signals, date_of, read_archive, signals_over_window, SignalsConfig,
-    TimedEvent,
+    archive_object, build_signals, date_of, read_archive, signals_from_sql_result,
+    signals_over_window, signals_sql, SignalsConfig, TimedEvent,
 };
 use shopmind_storage::{embedded::EmbeddedStore, BlobStore};
 
@@ -73,7 +78,13 @@ impl Zipf {
 }
 
 /// Writes about `events` events over the 31 days, up to `now` on the last; the count.
-async fn write_archive(blobs: &dyn BlobStore, events: usize, now: i64, seed: u64) -> usize {
+/// Writes the archive; the events and bytes written.
+async fn write_archive(
+    blobs: &dyn BlobStore,
+    events: usize,
+    now: i64,
+    seed: u64,
+) -> (usize, usize) {
     let mut rng = Rng(seed);
     let zipf = Zipf::new(ITEMS, 1.05);
     let shoppers = (events / 20).max(10) as u64;
@@ -118,7 +129,7 @@ async fn write_archive(blobs: &dyn BlobStore, events: usize, now: i64, seed: u64
         }
     }
     all.sort_by_key(|e| e.at);
-    let mut written = 0;
+    let (mut written, mut bytes) = (0, 0);
     let mut start = 0;
     while start < all.len() {
         let day = all[start].at.div_euclid(DAY);
@@ -127,10 +138,12 @@ async fn write_archive(blobs: &dyn BlobStore, events: usize, now: i64, seed: u64
             .position(|e| e.at.div_euclid(DAY) != day)
             .map_or(all.len(), |p| start + p);
         for (k, chunk) in all[start..end].chunks(PER_OBJECT).enumerate() {
+            let body = archive_object(chunk).unwrap();
+            bytes += body.len();
             blobs
                 .put_blob(
                     &format!("events/dt={}/batch-{k:06}.jsonl", date_of(day)),
-                    Bytes::from(archive_object(chunk).unwrap()),
+                    Bytes::from(body),
                 )
                 .await
                 .unwrap();
@@ -138,7 +151,7 @@ async fn write_archive(blobs: &dyn BlobStore, events: usize, now: i64, seed: u64
         }
         start = end;
     }
-    written
+    (written, bytes)
 }
 
 fn reset_peak() {
@@ -157,7 +170,29 @@ fn peak_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// The SQL mode's indexer part alone in this process (so its peak RSS is its own): reads the
+/// result at `path`, makes the lists, prints the time and peak.
+fn sql_result_child(path: &str) {
+    let t = Instant::now();
+    let body = std::fs::read(path).unwrap();
+    let cfg = SignalsConfig {
+        window_days: DAYS as u32,
+        ..SignalsConfig::default()
+    };
+    let signals = signals_from_sql_result(&body, &|_| None, &cfg).unwrap();
+    drop(body);
+    println!(
+        "items={} secs={:.3} peak_rss_mb={:.0}",
+        signals.neighbours.len(),
+        t.elapsed().as_secs_f64(),
+        peak_mb()
+    );
+}
+
 fn main() {
+    if let Ok(path) = std::env::var("SHOPMIND_BENCH_SQL_RESULT") {
+        return sql_result_child(&path);
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let events: usize = std::env::var("SHOPMIND_BENCH_SIGNALS_EVENTS")
         .ok()
@@ -173,9 +208,10 @@ fn main() {
         let blobs = EmbeddedStore::open(dir.path()).unwrap();
         let now = (FIRST_DAY + DAYS - 1) * DAY + 14 * 3600;
         let t = Instant::now();
-        let written = write_archive(&blobs, events, now, 0x5EED ^ events as u64).await;
+        let (written, bytes) = write_archive(&blobs, events, now, 0x5EED ^ events as u64).await;
         println!(
-            "archive: {written} events over {DAYS} days in objects of {PER_OBJECT}, written in {:.1} s",
+            "archive: {written} events ({:.0} MB of JSON lines) over {DAYS} days in objects of {PER_OBJECT}, written in {:.1} s",
+            bytes as f64 / 1e6,
             t.elapsed().as_secs_f64()
         );
         let cfg = SignalsConfig {
@@ -184,7 +220,7 @@ fn main() {
         };
         let cat = |_: &str| None;
 
-        let mut rows: Vec<(String, f64, f64, String)> = Vec::new();
+        let mut rows = Vec::new();
         reset_peak();
         let t = Instant::now();
         let (all, _) = read_archive(&blobs).await.unwrap();
@@ -198,7 +234,8 @@ fn main() {
             format!("{} sessions", baseline.sessions),
         ));
 
-        let mut run = |label: &str, secs: f64, stats: shopmind_recs::WindowStats| {
+        type Row = (String, f64, f64, String);
+        let run = |rows: &mut Vec<Row>, label: &str, secs: f64, stats: shopmind_recs::WindowStats| {
             rows.push((
                 label.to_owned(),
                 secs,
@@ -212,16 +249,52 @@ fn main() {
         reset_peak();
         let t = Instant::now();
         let (first, stats) = signals_over_window(&blobs, &cat, now, &cfg).await.unwrap();
-        run("windowed, first run", t.elapsed().as_secs_f64(), stats);
+        run(&mut rows, "windowed, first run", t.elapsed().as_secs_f64(), stats);
         assert_eq!(first, baseline, "the window must equal the full recompute");
         drop(baseline);
 
         reset_peak();
         let t = Instant::now();
         let (again, stats) = signals_over_window(&blobs, &cat, now, &cfg).await.unwrap();
-        run("windowed, unchanged", t.elapsed().as_secs_f64(), stats);
+        run(&mut rows, "windowed, unchanged", t.elapsed().as_secs_f64(), stats);
         assert_eq!(again, first);
-        drop((again, first));
+        drop(first);
+
+        let sql = signals_sql("shopmind.events", now, &cfg).unwrap();
+        let duck = shopmind_e2e::duckdb_signals(&dir.path().join("blobs"), &sql);
+        rows.push((
+            "SQL mode: the statement in DuckDB (Athena's stand-in)".into(),
+            duck.secs,
+            duck.peak_rss_mb,
+            format!("result {:.1} MB", duck.csv.len() as f64 / 1e6),
+        ));
+        let work = tempfile::tempdir().unwrap();
+        let result = work.path().join("result.csv");
+        std::fs::write(&result, &duck.csv).unwrap();
+        // Timed in a process of its own: this one holds what the earlier phases left.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("SHOPMIND_BENCH_SQL_RESULT", &result)
+            .output()
+            .unwrap();
+        assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+        let report = String::from_utf8_lossy(&child.stdout);
+        let field = |name: &str| {
+            report
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        rows.push((
+            "SQL mode: the indexer's part (result → lists, own process)".into(),
+            field("secs="),
+            field("peak_rss_mb="),
+            "—".into(),
+        ));
+        let by_sql = signals_from_sql_result(&duck.csv, &cat, &cfg).unwrap();
+        drop(duck);
+        assert_eq!(by_sql.neighbours, again.neighbours, "the SQL mode must equal the window");
+        assert_eq!((by_sql.events, by_sql.sessions), (again.events, again.sessions));
+        drop((again, by_sql));
 
         // A late batch on day 10: 200 events of shoppers already seen that day.
         let late_day = FIRST_DAY + 10;
@@ -246,14 +319,14 @@ fn main() {
         reset_peak();
         let t = Instant::now();
         let (_, stats) = signals_over_window(&blobs, &cat, now, &cfg).await.unwrap();
-        run("windowed, one closed day changed", t.elapsed().as_secs_f64(), stats);
+        run(&mut rows, "windowed, one closed day changed", t.elapsed().as_secs_f64(), stats);
 
         reset_peak();
         let t = Instant::now();
         let (_, stats) = signals_over_window(&blobs, &cat, now + DAY, &cfg)
             .await
             .unwrap();
-        run("windowed, next day", t.elapsed().as_secs_f64(), stats);
+        run(&mut rows, "windowed, next day", t.elapsed().as_secs_f64(), stats);
 
         println!("| run | wall | peak RSS | full / this | partials |");
         println!("| --- | --- | --- | --- | --- |");

@@ -14,6 +14,9 @@ pub enum RecsError {
     Embed(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// The SQL engine (Athena) refused, failed or timed out the signals query.
+    #[error("signals query: {0}")]
+    Query(String),
 }
 
 impl From<shopmind_artifacts::ArtifactError> for RecsError {

@@ -11,7 +11,17 @@ use shopmind_storage::BlobStore;
 use crate::cooc::SignalsConfig;
 use crate::error::RecsError;
 use crate::index::ItemIndex;
+use crate::signals_sql::{signals_by_sql, SqlEngine, SqlStats};
 use crate::window::{signals_over_window, WindowStats};
+
+/// Where the window's events are aggregated.
+#[derive(Debug, Clone, Copy)]
+pub enum SignalsEngine<'a> {
+    /// In this process, from stored daily partials ([`crate::window`]).
+    Window,
+    /// By an SQL engine over the archive (Athena), the lists made here.
+    Sql(&'a dyn SqlEngine),
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalsReport {
@@ -19,8 +29,12 @@ pub struct SignalsReport {
     pub events: usize,
     pub sessions: usize,
     pub items_with_neighbours: usize,
-    #[serde(flatten)]
-    pub window: WindowStats,
+    /// `window` or `sql`.
+    pub engine: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<SqlStats>,
 }
 
 /// Builds co-occurrence, popularity and trending over the window's events and publishes.
@@ -28,6 +42,7 @@ pub struct SignalsReport {
 pub async fn index_signals(
     blobs: &dyn BlobStore,
     cfg: &SignalsConfig,
+    engine: SignalsEngine<'_>,
     now: i64,
 ) -> Result<SignalsReport, RecsError> {
     // Categories only: the item vectors stay in the store.
@@ -38,7 +53,16 @@ pub async fn index_signals(
         .map(|m| (m.item_id, m.category))
         .collect();
     let category_of = |id: &str| categories.get(id).cloned();
-    let (signals, window) = signals_over_window(blobs, &category_of, now, cfg).await?;
+    let (signals, window, query) = match engine {
+        SignalsEngine::Window => {
+            let (s, w) = signals_over_window(blobs, &category_of, now, cfg).await?;
+            (s, Some(w), None)
+        }
+        SignalsEngine::Sql(sql) => {
+            let (s, q) = signals_by_sql(sql, &category_of, now, cfg).await?;
+            (s, None, Some(q))
+        }
+    };
     let manifest = signals.publish(blobs, now).await?;
     tracing::info!(
         version = manifest.version,
@@ -50,6 +74,11 @@ pub async fn index_signals(
         events: signals.events,
         sessions: signals.sessions,
         items_with_neighbours: signals.neighbours.len(),
+        engine: match engine {
+            SignalsEngine::Window => "window",
+            SignalsEngine::Sql(_) => "sql",
+        },
         window,
+        query,
     })
 }

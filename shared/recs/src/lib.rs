@@ -3,6 +3,8 @@
 //! top-k over the item matrix, and the collaborative signals (co-occurrence, popularity,
 //! trending) built from the behaviour-event archive.
 
+#[cfg(test)]
+mod archive_fixture;
 mod blend;
 mod catalog_index;
 mod cooc;
@@ -12,6 +14,7 @@ pub mod eval;
 mod index;
 mod indexer;
 mod live;
+mod signals_sql;
 mod topk;
 mod window;
 
@@ -30,9 +33,12 @@ pub use cooc::{
 };
 pub use error::RecsError;
 pub use index::{ItemIndex, ItemMeta, TextKey};
-pub use indexer::{index_signals, SignalsReport};
+pub use indexer::{index_signals, SignalsEngine, SignalsReport};
 pub use live::{IndexItemVectors, LiveIndexes, Snapshot};
 pub use shopmind_artifacts::{self as artifact, ArtifactFile, ArtifactManifest, Pointer};
 pub use shopmind_catalog::{check_item_id, parse_catalog, BadLine, CatalogItem, ParsedCatalog};
+pub use signals_sql::{
+    signals_by_sql, signals_from_sql_result, signals_sql, SqlEngine, SqlResult, SqlStats,
+};
 pub use topk::{dot, dot_i8, top_k, top_k_quantised, QuantRows};
-pub use window::{date_of, read_window, signals_over_window, WindowStats, DAY_KIND};
+pub use window::{date_of, read_window, signals_over_window, window_days, WindowStats, DAY_KIND};
