@@ -255,9 +255,9 @@ pub async fn load_files(
             ),
         ));
     }
-    // The files download at once, and each is hashed on the blocking pool as soon as it is
-    // in, so a large index's transfers overlap one another and its verification (and the
-    // hashes run on every core).
+    // The files download at once, each hashed as its parts arrive (or, on a backend that
+    // does not stream, on the blocking pool as soon as it is in), so a large index's
+    // transfers overlap one another and its verification.
     let (prefix, corrupt) = (&prefix, &corrupt);
     let files = manifest
         .files
@@ -265,14 +265,11 @@ pub async fn load_files(
         .filter(|f| wanted(&f.name))
         .map(|f| async move {
             let key = format!("{prefix}{}", f.name);
-            let data = blobs
-                .get_blob(&key)
+            let (data, hash) = blobs
+                .get_blob_sha256(&key)
                 .await?
                 .ok_or_else(|| corrupt(&key, "missing".into()))?;
-            let body = data.clone();
-            let hash = tokio::task::spawn_blocking(move || sha256_hex(&body))
-                .await
-                .map_err(|e| corrupt(&key, format!("hashing failed: {e}")))?;
+            let hash = hex::encode(hash);
             if data.len() as u64 != f.bytes || hash != f.sha256 {
                 return Err(corrupt(
                     &key,

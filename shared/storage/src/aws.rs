@@ -17,6 +17,8 @@ use aws_sdk_s3::Client as S3;
 use bytes::Bytes;
 
 use crate::error::{Result, StorageError};
+use sha2::Digest;
+
 use crate::types::*;
 use crate::{BlobStore, ConversationStore, DraftStore, IdempotencyStore, ProfileStore};
 
@@ -103,6 +105,34 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 impl AwsStore {
     pub fn new(ddb: Dynamo, s3: S3, names: AwsNames) -> Self {
         Self { ddb, s3, names }
+    }
+
+    /// A GetObject of `key` in the bucket; `None` when there is no such key.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
+        check_key_part(key)?;
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.names.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o)),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_no_such_key() {
+                    return Ok(None);
+                }
+                Err(StorageError::Backend {
+                    op: "GetObject",
+                    reason: aws_sdk_s3::error::DisplayErrorContext(&service).to_string(),
+                })
+            }
+        }
     }
 
     /// The conversations `owner` created, through the owner index (keys only).
@@ -1166,26 +1196,8 @@ impl BlobStore for AwsStore {
     }
 
     async fn get_blob(&self, key: &str) -> Result<Option<Bytes>> {
-        check_key_part(key)?;
-        let out = match self
-            .s3
-            .get_object()
-            .bucket(&self.names.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_no_such_key() {
-                    return Ok(None);
-                }
-                return Err(StorageError::Backend {
-                    op: "GetObject",
-                    reason: aws_sdk_s3::error::DisplayErrorContext(&service).to_string(),
-                });
-            }
+        let Some(out) = self.get_object(key).await? else {
+            return Ok(None);
         };
         let data = out
             .body
@@ -1196,6 +1208,28 @@ impl BlobStore for AwsStore {
                 reason: e.to_string(),
             })?;
         Ok(Some(data.into_bytes()))
+    }
+
+    /// Hashes each part of the body as it arrives: the check is done when the transfer is.
+    async fn get_blob_sha256(&self, key: &str) -> Result<Option<(Bytes, [u8; 32])>> {
+        let Some(mut out) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        let size = out
+            .content_length
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut body = bytes::BytesMut::with_capacity(size);
+        let mut hasher = sha2::Sha256::new();
+        while let Some(part) = out.body.next().await {
+            let part = part.map_err(|e| StorageError::Backend {
+                op: "GetObject",
+                reason: e.to_string(),
+            })?;
+            hasher.update(&part);
+            body.extend_from_slice(&part);
+        }
+        Ok(Some((body.freeze(), hasher.finalize().into())))
     }
 
     async fn list_blobs(&self, prefix: &str) -> Result<Vec<String>> {

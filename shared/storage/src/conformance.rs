@@ -629,6 +629,36 @@ pub async fn blobs(s: Arc<dyn Store>) {
     let back = s.get_blob("indexes/items/v3/large").await.unwrap().unwrap();
     assert_eq!(back.len(), large.len());
     assert!(back == large, "the large blob came back different");
+
+    // Read with its hash: the same bytes, and the SHA-256 the sha2 crate gives over them
+    // whole (an S3 body is hashed part by part as it streams in); the empty blob's hash is
+    // FIPS 180-2's published one.
+    let (hashed, hash) = s
+        .get_blob_sha256("indexes/items/v3/large")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hashed == large, "the hashed read came back different");
+    assert_eq!(
+        hash,
+        <[u8; 32]>::from(sha2::Digest::finalize(
+            <sha2::Sha256 as sha2::Digest>::new_with_prefix(&large)
+        ))
+    );
+    let (empty, hash) = s
+        .get_blob_sha256("indexes/items/v3/empty")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(
+        hex::encode(hash),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        s.get_blob_sha256("indexes/items/v9/none").await.unwrap(),
+        None
+    );
 }
 
 pub async fn forgetting_a_shopper(s: Arc<dyn Store>) {

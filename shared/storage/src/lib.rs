@@ -18,6 +18,7 @@ pub use types::*;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::Digest;
 
 /// Shopper profiles with optimistic concurrency.
 #[async_trait]
@@ -134,6 +135,22 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put_blob(&self, key: &str, body: Bytes) -> Result<()>;
     async fn get_blob(&self, key: &str) -> Result<Option<Bytes>>;
+    /// The blob and the SHA-256 of its bytes. A backend that streams (S3) hashes each part as
+    /// it arrives, so a large download is verified when its last byte is in; by default the
+    /// blob is read, then hashed on the blocking pool.
+    async fn get_blob_sha256(&self, key: &str) -> Result<Option<(Bytes, [u8; 32])>> {
+        let Some(body) = self.get_blob(key).await? else {
+            return Ok(None);
+        };
+        let data = body.clone();
+        let hash = tokio::task::spawn_blocking(move || sha2::Sha256::digest(&data).into())
+            .await
+            .map_err(|e| StorageError::Backend {
+                op: "hash blob",
+                reason: e.to_string(),
+            })?;
+        Ok(Some((body, hash)))
+    }
     /// Every key under `prefix`, sorted (all pages).
     async fn list_blobs(&self, prefix: &str) -> Result<Vec<String>>;
     async fn delete_blob(&self, key: &str) -> Result<bool>;
