@@ -180,7 +180,7 @@ norms AS (
   SELECT item_id, sum(w * w) AS norm FROM basket GROUP BY item_id
 ),
 ranked AS (
-  SELECT pairs.*,
+  SELECT scored.*,
          row_number() OVER (PARTITION BY a ORDER BY score DESC, b) AS rank_a,
          row_number() OVER (PARTITION BY b ORDER BY score DESC, a) AS rank_b
   FROM (
@@ -189,7 +189,7 @@ ranked AS (
     JOIN norms na ON na.item_id = pairs.a
     JOIN norms nb ON nb.item_id = pairs.b
     WHERE na.norm * nb.norm > 0
-  ) pairs
+  ) scored
 ),
 decayed AS (
   SELECT item_id,
