@@ -55,9 +55,10 @@ TRINO_MACROS = [
 
 def table_sql(archive: pathlib.Path, table: str) -> str:
     pattern = str(archive / "events" / "dt=*" / "*.jsonl").replace("'", "''")
-    # Lines that are not JSON become NULL rows: read each line as text, then parse it.
+    # Lines that are not JSON become NULL rows: read each line as text, then parse it; a
+    # field that is not of its column's type reads as NULL rather than failing the query.
     fields = ", ".join(
-        f"""CAST(json_extract_string(j, '$."{name}"') AS {kind}) AS "{name}\""""
+        f"""TRY_CAST(json_extract_string(j, '$."{name}"') AS {kind}) AS "{name}\""""
         for name, kind in COLUMNS.items()
     )
     quoted_name = ".".join(f'"{part}"' for part in table.split("."))

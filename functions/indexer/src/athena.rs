@@ -108,6 +108,30 @@ pub struct AthenaSql {
     pub config: AthenaConfig,
 }
 
+impl AthenaSql {
+    /// The engine over the data bucket `store_bucket` (`SHOPMIND_BUCKET`), which `blobs`
+    /// reads. The result is read through `blobs`, so a results location in another bucket is
+    /// refused here, at cold start, rather than as a missing result on every run.
+    pub fn new(
+        client: aws_sdk_athena::Client,
+        blobs: Arc<dyn BlobStore>,
+        store_bucket: &str,
+        config: AthenaConfig,
+    ) -> Result<Self, IndexerError> {
+        if config.bucket != store_bucket {
+            return Err(IndexerError::Config(format!(
+                "SHOPMIND_ATHENA_OUTPUT is in bucket {:?}, not the data bucket {store_bucket:?} (SHOPMIND_BUCKET) the indexer reads results from",
+                config.bucket
+            )));
+        }
+        Ok(Self {
+            client,
+            blobs,
+            config,
+        })
+    }
+}
+
 fn query_error(what: &str, e: impl std::fmt::Display) -> RecsError {
     RecsError::Query(format!("{what}: {e}"))
 }
@@ -240,6 +264,36 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn results_outside_the_data_bucket_are_refused_at_cold_start() {
+        let EngineConfig::Athena(config) = parse(&[
+            ("SHOPMIND_SIGNALS_ENGINE", "athena"),
+            ("SHOPMIND_ATHENA_WORKGROUP", "wg"),
+            ("SHOPMIND_ATHENA_DATABASE", "db"),
+            ("SHOPMIND_ATHENA_OUTPUT", "s3://results-bucket/athena/"),
+        ])
+        .unwrap() else {
+            panic!("athena expected")
+        };
+        let client = aws_sdk_athena::Client::from_conf(
+            aws_sdk_athena::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_athena::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(shopmind_storage::embedded::EmbeddedStore::open(dir.path()).unwrap());
+        let e = AthenaSql::new(client.clone(), blobs.clone(), "data-bucket", config.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"results-bucket\", not the data bucket \"data-bucket\""),
+            "{e}"
+        );
+        assert!(AthenaSql::new(client, blobs, "results-bucket", config).is_ok());
     }
 
     #[test]

@@ -20,11 +20,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = Arc::new(AwsStore::from_env().await);
     let signals_sql: Option<Arc<dyn SqlEngine>> = match engine {
         EngineConfig::Window => None,
-        EngineConfig::Athena(config) => Some(Arc::new(AthenaSql {
-            client: aws_sdk_athena::Client::new(&sdk_config().await),
-            blobs: store.clone(),
+        EngineConfig::Athena(config) => Some(Arc::new(AthenaSql::new(
+            aws_sdk_athena::Client::new(&sdk_config().await),
+            store.clone(),
+            &store.names().bucket,
             config,
-        })),
+        )?)),
     };
     let shards: Option<Arc<dyn ShardQueue>> = match shard_config.queue_url {
         Some(url) => Some(Arc::new(SqsShardQueue {

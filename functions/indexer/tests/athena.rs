@@ -125,10 +125,11 @@ async fn the_signals_job_on_athena_publishes_what_the_window_would() {
         std::fs::write(path, body).unwrap();
     }
     let conf = shopmind_e2e::aws_config().await;
-    let athena = AthenaSql {
-        client: aws_sdk_athena::Client::new(&conf),
-        blobs: store.clone(),
-        config: AthenaConfig {
+    let athena = AthenaSql::new(
+        aws_sdk_athena::Client::new(&conf),
+        store.clone(),
+        &bucket,
+        AthenaConfig {
             workgroup: "primary".into(),
             database: "shopmind".into(),
             table: "shopmind.events".into(),
@@ -136,7 +137,8 @@ async fn the_signals_job_on_athena_publishes_what_the_window_would() {
             prefix: "athena-results/".into(),
             timeout: Duration::from_secs(20),
         },
-    };
+    )
+    .unwrap();
     let cfg = SignalsConfig {
         window_days: 3,
         ..SignalsConfig::default()
